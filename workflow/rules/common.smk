@@ -1,0 +1,99 @@
+# Parse-time helpers: configuration, session discovery, per-session settings and targets.
+# Nothing here opens a frame: discovery reads names only.
+
+import logging
+import re
+import sys
+from pathlib import Path
+
+from spacepixels import config as spconfig
+from spacepixels import demo, sessions
+
+logging.basicConfig(format="spacepixels: %(message)s", level=logging.INFO)
+
+SCHEMAS = spconfig.load_schema_registry(Path(workflow.basedir) / "workflow" / "schemas")
+
+
+def _fail(message):
+    """Stop parsing with one clear line (no Python traceback for a user's mistake)."""
+    raise WorkflowError(message)
+
+
+try:
+    spconfig.validate(config, "config.schema.yaml", SCHEMAS, source="configuration")
+    demo.ensure_demo_tree(config["input_root"], Path(workflow.basedir))
+    sessions.check_results_root(config["input_root"], config["results_root"])
+    DISCOVERY = sessions.discover_sessions(config["input_root"], config["min_frames"])
+except (spconfig.ConfigError, sessions.DiscoveryError) as exc:
+    _fail(str(exc))
+
+SESSIONS = DISCOVERY.sessions
+RESULTS = config["results_root"].rstrip("/")
+SESSION_DIR = RESULTS + "/{session}"
+
+
+wildcard_constraints:
+    session="|".join(re.escape(s) for s in SESSIONS),
+    chunk=r"\d+",
+
+
+_OVERRIDES = {}
+
+
+def session_overrides(session_id):
+    """The session's validated override file, read once per run."""
+    if session_id not in _OVERRIDES:
+        try:
+            _OVERRIDES[session_id] = spconfig.load_session_overrides(
+                config["session_config_dir"], session_id, SCHEMAS
+            )
+        except spconfig.ConfigError as exc:
+            _fail(str(exc))
+    return _OVERRIDES[session_id]
+
+
+def stage_settings(stage):
+    """Input function for params: one stage's merged section for the job's session."""
+
+    def settings(wildcards):
+        return spconfig.merge_stage(config, session_overrides(wildcards.session), stage)
+
+    return settings
+
+
+def session_frames(wildcards):
+    """The session's frame files, as rule inputs (so a new or touched frame reruns)."""
+    return [str(p) for p in SESSIONS[wildcards.session].frame_paths]
+
+
+def session_folder(wildcards):
+    return str(SESSIONS[wildcards.session].folder)
+
+
+def other_files(wildcards):
+    return list(SESSIONS[wildcards.session].other_files)
+
+
+def stage_resource(stage, key):
+    """A stage's declared resource (mem_mb grows with each retry)."""
+    value = config["resources"][stage][key]
+    if key == "mem_mb":
+        return lambda wildcards, attempt: value * attempt
+    return value
+
+
+def session_targets(session_id):
+    base = f"{RESULTS}/{session_id}"
+    return [
+        f"{base}/check/frames.ecsv",
+        f"{base}/check/summary.json",
+        f"{base}/convert/stretch.json",
+    ]
+
+
+def all_targets():
+    return [path for session_id in SESSIONS for path in session_targets(session_id)]
+
+
+for _session_id in SESSIONS:
+    session_overrides(_session_id)
