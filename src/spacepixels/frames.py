@@ -2,42 +2,51 @@
 
 Every stage reads pixels through :func:`read_frame`. It accepts what capture programs
 write: FITS of any bit depth (8, 16 with BZERO, 32 and 64-bit integers, 32 and 64-bit
-floats, with BZERO/BSCALE applied), tile-compressed ``.fz``, colour cubes in either axis
-order (planes first, ``(3, H, W)``, or last, ``(H, W, 3)``), one-shot-colour Bayer mosaics
-(``BAYERPAT``/``COLORTYP``), and XISF through the ``xisf`` package. It returns the image
-as float32 in ADU, mono, in the geometry of the sensor, so that pixel coordinates mean the
-same thing in every frame and in the plate solution.
+floats, with BZERO/BSCALE applied and BLANK pixels made NaN), tile-compressed ``.fz``,
+colour cubes in either axis order (planes first, ``(3, H, W)``, or last, ``(H, W, 3)``),
+one-shot-colour Bayer mosaics (``BAYERPAT``/``COLORTYP``), and XISF through the ``xisf``
+package. It returns the image as float32 in ADU, mono, in the geometry of the sensor, so
+that pixel coordinates mean the same thing in every frame and in the plate solution.
+
+The stored integers are read as they are and scaled once, straight into float32 (through
+float64 only for 32 and 64-bit integers, whose values float32 cannot hold exactly before
+the offset is applied), so reading costs about what astropy's own ``getdata`` costs.
 
 Colour to mono is the mean of the planes. A Bayer mosaic becomes mono by convolving it with
 the separable kernel ``[1, 2, 1] x [1, 2, 1] / 16``: at every pixel, whatever the pattern,
 that kernel weighs red, green and blue as ``(R + 2G + B) / 4`` without shifting the image,
-so stars stay where they are and the colour grid disappears.
+so stars stay where they are and the colour grid disappears. At the edges the mosaic is
+mirrored about the outermost pixel, which keeps the colour pattern, so a uniformly lit
+field stays flat up to the border.
 
 Converting on the fly is cheap next to extraction, and spares the disk the float copies
 of every frame that a separate conversion step would write.
 
 A file that cannot be read raises :class:`FrameReadError` with a one-line message naming
-the file and what is wrong with it; callers turn that into a rejected-frame row.
+the file and what is wrong with it; callers turn that into a rejected-frame row. The
+reader never emits warnings: what astropy warns about while reading is either turned into
+that error (a truncated file) or logged at debug level.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import re
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 from astropy.io import fits
-from astropy.utils.exceptions import AstropyUserWarning
 from numpy.typing import NDArray
-from scipy import ndimage
 
 __all__ = [
     "FRAME_SUFFIXES",
     "Frame",
     "FrameReadError",
+    "bayer_to_mono",
+    "frame_stem",
     "is_frame_name",
     "read_frame",
     "read_header",
@@ -49,12 +58,25 @@ FRAME_SUFFIXES: tuple[str, ...] = (".fit", ".fits", ".fts", ".fz", ".xisf")
 """File name endings taken as frames (compared case-insensitively; ``.fits.fz`` ends in
 ``.fz``)."""
 
+_STEM_SUFFIXES: tuple[str, ...] = (
+    ".fits.fz",
+    ".fit.fz",
+    ".fts.fz",
+    ".fits",
+    ".fit",
+    ".fts",
+    ".fz",
+    ".xisf",
+)
+"""Endings removed by :func:`frame_stem`, longest first."""
+
 BAYER_KEYS: tuple[str, ...] = ("BAYERPAT", "COLORTYP", "CFA-PAT", "CFAPAT", "BAYERPATN")
 """Header cards that mark a one-shot-colour mosaic and name its pattern."""
 
 _BAYER_PATTERNS = frozenset({"RGGB", "BGGR", "GRBG", "GBRG"})
 
-_LUMINANCE_KERNEL = np.array([0.25, 0.5, 0.25], dtype=np.float32)
+_FITS_BLOCK = 2880
+"""Size in bytes of a FITS block; every valid FITS file is a whole number of them."""
 
 
 class FrameReadError(ValueError):
@@ -70,9 +92,11 @@ class Frame:
     path : Path
         Where it was read from.
     data : ndarray of float32, shape (height, width)
-        Mono image in ADU, with BZERO/BSCALE applied.
+        Mono image in ADU, with BZERO/BSCALE applied; BLANK pixels are NaN. The array is
+        the caller's own (writable, C-contiguous).
     header : astropy.io.fits.Header
-        The image's header (for XISF, the FITS keywords it carries).
+        The image's header as stored (for XISF, the FITS keywords it carries). Its BZERO,
+        BSCALE and BLANK describe the stored integers; ``data`` has them applied already.
     bitpix : int
         Bit depth of the stored pixels (FITS convention: 8, 16, 32, 64, -32, -64).
     colour : str
@@ -83,8 +107,9 @@ class Frame:
         The shape of the pixels as stored, before conversion to mono.
     saturation_adu : float
         The level above which a pixel counts as saturated: the header's ``SATURATE`` or
-        ``DATAMAX``, else the largest value the stored integer type can hold (NaN for
-        float data without such a card).
+        ``DATAMAX``, else the largest value the stored integer type can hold, scaled by
+        BSCALE/BZERO (65535 for 16-bit with BZERO 32768; NaN for float data without such
+        a card).
     """
 
     path: Path
@@ -108,17 +133,45 @@ def is_frame_name(name: str) -> bool:
     return not lower.startswith(".") and lower.endswith(FRAME_SUFFIXES)
 
 
+def frame_stem(name: str) -> str:
+    """A frame's file name without its frame ending.
+
+    ``light_001.fits``, ``light_001.FIT``, ``light_001.fits.fz`` and ``light_001.xisf``
+    all give ``light_001``; a name with another ending is returned unchanged.
+    """
+    name = Path(name).name
+    lower = name.lower()
+    for suffix in _STEM_SUFFIXES:
+        if lower.endswith(suffix) and len(name) > len(suffix):
+            return name[: -len(suffix)]
+    return name
+
+
 def _fail(path: Path, what: str) -> FrameReadError:
     return FrameReadError(f"{path}: {what}")
 
 
-def _image_hdu(hdul: fits.HDUList, path: Path) -> fits.hdu.base.ExtensionHDU:
+def _reason(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__
+
+
+def _image_hdu(hdul: fits.HDUList, path: Path) -> fits.PrimaryHDU | fits.ImageHDU:
     """The first HDU holding an image with at least two axes."""
     for hdu in hdul:
         if isinstance(hdu, fits.PrimaryHDU | fits.ImageHDU | fits.CompImageHDU):
-            naxis = hdu.header.get("NAXIS", 0)
-            if naxis >= 2 or (isinstance(hdu, fits.CompImageHDU) and hdu.header.get("ZNAXIS")):
+            if hdu.header.get("NAXIS", 0) >= 2:
                 return hdu
+    try:
+        size = path.stat().st_size
+    except OSError:
+        size = 0
+    if size % _FITS_BLOCK:
+        raise _fail(
+            path,
+            f"truncated FITS file ({size} bytes, not a whole number of {_FITS_BLOCK}-byte "
+            "blocks, and no complete image HDU)",
+        )
     raise _fail(path, "no image HDU (the file holds no 2-D or 3-D image)")
 
 
@@ -130,13 +183,26 @@ def _bayer_pattern(header: fits.Header) -> str | None:
     return None
 
 
-def _saturation_level(header: fits.Header, raw: np.ndarray) -> float:
+def _header_number(header: fits.Header, key: str, default: float, path: Path) -> float:
+    value = header.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, int | float) or not np.isfinite(value):
+        raise _fail(path, f"{key} = {value!r} is not a number")
+    return float(value)
+
+
+def _saturation_level(header: fits.Header, raw: np.ndarray, bscale: float, bzero: float) -> float:
     for key in ("SATURATE", "DATAMAX"):
         value = header.get(key)
-        if isinstance(value, int | float) and np.isfinite(value) and value > 0:
+        if (
+            isinstance(value, int | float)
+            and not isinstance(value, bool)
+            and np.isfinite(value)
+            and value > 0
+        ):
             return float(value)
     if np.issubdtype(raw.dtype, np.integer):
-        return float(np.iinfo(raw.dtype).max)
+        info = np.iinfo(raw.dtype)
+        return float(max(info.max * bscale + bzero, info.min * bscale + bzero))
     return float("nan")
 
 
@@ -146,52 +212,238 @@ def bayer_to_mono(mosaic: NDArray[np.floating]) -> NDArray[np.float32]:
     Parameters
     ----------
     mosaic : ndarray, shape (height, width)
-        The raw colour-filter-array image.
+        The raw colour-filter-array image (at least 2 x 2).
 
     Returns
     -------
-    ndarray of float32
-        ``(R + 2G + B) / 4`` at every pixel, whatever the pattern.
+    ndarray of float32, shape (height, width)
+        ``(R + 2G + B) / 4`` at every pixel, whatever the pattern: the mosaic convolved
+        with ``[1, 2, 1] x [1, 2, 1] / 16``, mirrored about the edge pixels.
     """
     image = np.asarray(mosaic, dtype=np.float32)
-    image = ndimage.correlate1d(image, _LUMINANCE_KERNEL, axis=0, mode="mirror")
-    return ndimage.correlate1d(image, _LUMINANCE_KERNEL, axis=1, mode="mirror")
+    if image.ndim != 2 or min(image.shape) < 2:
+        raise ValueError(f"a Bayer mosaic must be 2-D and at least 2 x 2, not {image.shape}")
+    height, width = image.shape
+    # Vertical [1, 2, 1] into the middle columns of a buffer one column wider each side.
+    rows = np.empty((height, width + 2), dtype=np.float32)
+    mid = rows[:, 1:-1]
+    np.add(image[:-2], image[2:], out=mid[1:-1])
+    mid[1:-1] += image[1:-1]
+    mid[1:-1] += image[1:-1]
+    np.add(image[0], image[1], out=mid[0])  # mirrored: row -1 is row 1
+    mid[0] *= 2
+    np.add(image[-1], image[-2], out=mid[-1])
+    mid[-1] *= 2
+    rows[:, 0] = rows[:, 2]  # mirrored: column -1 is column 1
+    rows[:, -1] = rows[:, -3]
+    # Horizontal [1, 2, 1].
+    out = np.add(rows[:, :-2], rows[:, 2:])
+    out += mid
+    out += mid
+    out *= np.float32(1.0 / 16.0)
+    return out
 
 
-def _to_mono(raw: np.ndarray, path: Path) -> tuple[NDArray[np.float32], str]:
-    """Collapse a 2-D or colour 3-D array to float32 mono."""
+def _squeeze_planes(raw: np.ndarray) -> np.ndarray:
+    """Drop axes of length one from a cube (a ``(1, H, W)`` cube is a mono image)."""
+    if raw.ndim > 2 and 1 in raw.shape:
+        return raw.reshape([n for n in raw.shape if n != 1])
+    return raw
+
+
+def _scaled(raw: np.ndarray, bscale: float, bzero: float) -> NDArray[np.float32]:
+    """``raw * bscale + bzero`` as a new float32 array, in one pass where exact.
+
+    Integers of 32 and 64 bits go through float64: float32 cannot hold them exactly, and
+    rounding before adding an offset such as 2**31 would move small values by tens of ADU.
+    """
+    scaling = bscale != 1.0 or bzero != 0.0
+    bits = 8 * raw.dtype.itemsize
+    if raw.dtype.kind == "i" and bits >= 32 and bscale == 1.0 and bzero == 2.0 ** (bits - 1):
+        # Unsigned integers stored the FITS way: flipping the sign bit adds 2**(bits-1)
+        # exactly, where even float64 would round small values of 64-bit ones away.
+        unsigned = raw.view(raw.dtype.str.replace("i", "u"))
+        return np.bitwise_xor(unsigned, np.uint64(1 << (bits - 1)).astype(unsigned.dtype)).astype(
+            np.float32
+        )
+    if scaling and raw.dtype.kind in "iu" and bits >= 32:
+        wide = raw.astype(np.float64)
+        if bscale != 1.0:
+            wide *= bscale
+        wide += bzero
+        return wide.astype(np.float32)
+    out = raw.astype(np.float32)
+    if bscale != 1.0:
+        out *= np.float32(bscale)
+    if bzero != 0.0:
+        out += np.float32(bzero)
+    return out
+
+
+def _planes_to_mono(planes: list[np.ndarray], bscale: float, bzero: float) -> NDArray[np.float32]:
+    """Mean of colour planes, scaled, without a float copy of the whole cube."""
+    out = _scaled(planes[0], bscale, bzero)
+    for plane in planes[1:]:
+        out += _scaled(plane, bscale, bzero)
+    out *= np.float32(1.0 / len(planes))
+    return out
+
+
+def _frame_from_array(
+    path: Path, raw: np.ndarray, header: fits.Header, bitpix: int, *, scaled: bool
+) -> Frame:
+    """Turn stored pixels into a :class:`Frame` (scaling them unless already ``scaled``)."""
+    stored_shape = tuple(raw.shape)
+    if scaled:
+        bscale, bzero, blank = 1.0, 0.0, None
+    else:
+        bscale = _header_number(header, "BSCALE", 1.0, path)
+        bzero = _header_number(header, "BZERO", 0.0, path)
+        blank = header.get("BLANK") if raw.dtype.kind in "iu" else None
+    saturation = _saturation_level(header, raw, bscale, bzero)
+    raw = _squeeze_planes(raw)
+    pattern = None
     if raw.ndim == 2:
-        return np.asarray(raw, dtype=np.float32), "mono"
-    if raw.ndim == 3:
-        squeezed = [n for n in raw.shape if n != 1]
-        if len(squeezed) == 2:
-            return np.asarray(raw.reshape(squeezed), dtype=np.float32), "mono"
-        if raw.shape[0] == 3:
-            return raw.astype(np.float32).mean(axis=0, dtype=np.float32), "rgb"
-        if raw.shape[-1] == 3:
-            return raw.astype(np.float32).mean(axis=-1, dtype=np.float32), "rgb"
+        pattern = _bayer_pattern(header)
+        colour = "bayer" if pattern else "mono"
+        data = _scaled(raw, bscale, bzero)
+        blank_mask = raw == blank if isinstance(blank, int) else None
+    elif raw.ndim == 3 and raw.shape[0] == 3:
+        colour = "rgb"
+        data = _planes_to_mono([raw[0], raw[1], raw[2]], bscale, bzero)
+        blank_mask = (raw == blank).any(axis=0) if isinstance(blank, int) else None
+    elif raw.ndim == 3 and raw.shape[-1] == 3:
+        colour = "rgb"
+        data = _planes_to_mono([raw[..., 0], raw[..., 1], raw[..., 2]], bscale, bzero)
+        blank_mask = (raw == blank).any(axis=-1) if isinstance(blank, int) else None
+    elif raw.ndim == 3:
         planes = min(raw.shape)
-        raise _fail(path, f"3-D cube of shape {raw.shape} with {planes} planes is not a colour image")
-    raise _fail(path, f"{raw.ndim}-D data of shape {raw.shape} is not an image")
+        raise _fail(
+            path,
+            f"3-D cube of shape {stored_shape} with {planes} planes is not a colour image "
+            "(only 1 or 3 planes can be read)",
+        )
+    else:
+        raise _fail(path, f"{len(stored_shape)}-D data of shape {stored_shape} is not an image")
+    if blank_mask is not None and blank_mask.any():
+        data[blank_mask] = np.nan
+    if data.size == 0:
+        raise _fail(path, f"image of shape {stored_shape} holds no pixels")
+    if (raw.dtype.kind == "f" or blank_mask is not None) and not np.isfinite(data).any():
+        raise _fail(path, "no finite pixel (all NaN or infinite)")
+    if pattern is not None:
+        if min(data.shape) < 2:
+            raise _fail(path, f"Bayer mosaic of shape {stored_shape} is too small")
+        data = bayer_to_mono(data)
+    return Frame(
+        path=path,
+        data=data,
+        header=header,
+        bitpix=bitpix,
+        colour=colour,
+        bayer_pattern=pattern,
+        stored_shape=stored_shape,
+        saturation_adu=saturation,
+    )
+
+
+def _diagnose(path: Path, exc: BaseException) -> str:
+    """Say in a few words why astropy could not read a file."""
+    try:
+        size = path.stat().st_size
+        with path.open("rb") as handle:
+            start = handle.read(80)
+    except OSError:
+        return f"not a readable FITS file ({_reason(exc)})"
+    if not start.startswith(b"SIMPLE"):
+        if start.startswith(b"XISF0100"):
+            return "an XISF file with a FITS name (rename it to .xisf)"
+        return "not a FITS file (it does not begin with a SIMPLE card)"
+    if size < _FITS_BLOCK or size % _FITS_BLOCK:
+        return (
+            f"truncated FITS file ({size} bytes, not a whole number of "
+            f"{_FITS_BLOCK}-byte blocks; {_reason(exc)})"
+        )
+    return f"not a readable FITS file ({_reason(exc)})"
+
+
+def _check_size(path: Path) -> None:
+    try:
+        size = path.stat().st_size
+    except OSError as exc:
+        raise _fail(path, f"cannot be opened ({exc.strerror or _reason(exc)})") from exc
+    if path.is_dir():
+        raise _fail(path, "is a directory, not a frame")
+    if size == 0:
+        raise _fail(path, "empty file (0 bytes)")
+
+
+def _only_padding_missing(hdu: fits.PrimaryHDU | fits.ImageHDU, path: Path) -> bool:
+    """Whether an uncompressed image's pixels are all in the file, only the padding short.
+
+    Some capture programs end the file with the last pixel instead of filling the last
+    2880-byte block; astropy warns that such a file "may have been truncated" but reads
+    it whole. A compressed image is never taken as complete when astropy warns.
+    """
+    if isinstance(hdu, fits.CompImageHDU):
+        return False
+    header = hdu.header
+    try:
+        count = int(np.prod([int(header[f"NAXIS{i}"]) for i in range(1, header["NAXIS"] + 1)]))
+        needed = hdu.fileinfo()["datLoc"] + count * abs(int(header["BITPIX"])) // 8
+        return needed <= path.stat().st_size
+    except (KeyError, TypeError, ValueError, OSError):
+        return False
+
+
+def _raise_or_log(path: Path, caught: list[warnings.WarningMessage], *, truncation: bool) -> None:
+    """Turn a truncation warning into an error (when ``truncation``); log the rest."""
+    for warning in caught:
+        text = _reason(warning.message)  # type: ignore[arg-type]
+        if truncation and "truncated" in text.lower():
+            sizes = re.findall(r"\((\d+)\)", text)
+            if len(sizes) == 2:
+                text = f"{sizes[0]} bytes where its headers promise {sizes[1]}"
+            raise _fail(path, f"truncated FITS file ({text})")
+        logger.debug("%s: %s: %s", path, warning.category.__name__, text)
 
 
 def read_header(path: str | os.PathLike[str]) -> fits.Header:
-    """The image header of a frame, without reading its pixels where the format allows."""
+    """The image header of a frame, without reading its pixels where the format allows.
+
+    Parameters
+    ----------
+    path : path-like
+        A FITS (``.fit``, ``.fits``, ``.fts``, ``.fz``) or XISF file.
+
+    Returns
+    -------
+    astropy.io.fits.Header
+        The header of the first HDU that holds an image, as stored (for XISF, the FITS
+        keywords it carries). A FITS file whose data is truncated still has a readable
+        header, which is returned; :func:`read_frame` rejects such a file.
+
+    Raises
+    ------
+    FrameReadError
+        When the file is missing, empty, not FITS (or XISF), or holds no image.
+    """
     path = Path(path)
+    _check_size(path)
     if path.suffix.lower() == ".xisf":
         return _read_xisf(path, pixels=False).header
+    caught: list[warnings.WarningMessage] = []
     try:
-        with fits.open(path, memmap=False, lazy_load_hdus=True) as hdul:
-            return _image_hdu(hdul, path).header.copy()
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            with fits.open(path, memmap=False, lazy_load_hdus=True) as hdul:
+                header = _image_hdu(hdul, path).header.copy()
     except FrameReadError:
         raise
-    except (OSError, ValueError, TypeError, IndexError) as exc:
-        raise _fail(path, f"not a readable FITS file ({_reason(exc)})") from exc
-
-
-def _reason(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0] if text else type(exc).__name__
+    except (OSError, ValueError, TypeError, IndexError, KeyError) as exc:
+        raise _fail(path, _diagnose(path, exc)) from exc
+    _raise_or_log(path, caught, truncation=False)
+    return header
 
 
 def read_frame(path: str | os.PathLike[str]) -> Frame:
@@ -215,70 +467,47 @@ def read_frame(path: str | os.PathLike[str]) -> Frame:
         starts with the file's path.
     """
     path = Path(path)
+    _check_size(path)
     if path.suffix.lower() == ".xisf":
         return _read_xisf(path, pixels=True)
-    try:
-        size = path.stat().st_size
-    except OSError as exc:
-        raise _fail(path, f"cannot be opened ({exc.strerror or _reason(exc)})") from exc
-    if size == 0:
-        raise _fail(path, "empty file (0 bytes)")
     caught: list[warnings.WarningMessage] = []
     try:
         with warnings.catch_warnings(record=True) as caught:
             # astropy only warns about a truncated file; record it and fail below.
-            warnings.simplefilter("always", AstropyUserWarning)
-            with fits.open(path, memmap=False) as hdul:
+            warnings.simplefilter("always")
+            # Memory-mapped, the stored pixels are read once, straight into the float32
+            # result, inside this block: nothing refers to the map once the file is closed.
+            with fits.open(path, memmap=True, do_not_scale_image_data=True) as hdul:
                 hdu = _image_hdu(hdul, path)
-                raw = hdu.data
+                # Before touching the pixels: a map past the end of a file is no array.
+                _raise_or_log(path, caught, truncation=not _only_padding_missing(hdu, path))
+                caught.clear()
                 header = hdu.header.copy()
-                bitpix = int(header.get("ZBITPIX", header.get("BITPIX", 0)))
+                raw = hdu.data
                 if raw is None:
                     raise _fail(path, "the image HDU holds no data")
-                raw = np.asarray(raw)
+                bitpix = int(header.get("BITPIX", 0))
+                frame = _frame_from_array(path, np.asarray(raw), header, bitpix, scaled=False)
+                del raw
     except FrameReadError:
         raise
-    except (OSError, ValueError, TypeError, IndexError) as exc:
-        _raise_if_truncated(path, caught)
-        raise _fail(path, f"not a readable FITS file ({_reason(exc)})") from exc
-    _raise_if_truncated(path, caught)
-    return _frame_from_array(path, raw, header, bitpix)
-
-
-def _raise_if_truncated(path: Path, caught: list[warnings.WarningMessage]) -> None:
-    for warning in caught:
-        text = str(warning.message)
-        if "truncated" in text.lower():
-            raise _fail(path, f"truncated FITS file ({text.strip().splitlines()[0]})")
-
-
-def _frame_from_array(path: Path, raw: np.ndarray, header: fits.Header, bitpix: int) -> Frame:
-    stored_shape = tuple(raw.shape)
-    saturation = _saturation_level(header, raw)
-    pattern = _bayer_pattern(header) if raw.ndim == 2 else None
-    if pattern is not None:
-        data, colour = bayer_to_mono(raw), "bayer"
-    else:
-        data, colour = _to_mono(raw, path)
-    if not np.isfinite(data).any():
-        raise _fail(path, "no finite pixel (all NaN or infinite)")
-    return Frame(
-        path=path,
-        data=np.ascontiguousarray(data, dtype=np.float32),
-        header=header,
-        bitpix=bitpix,
-        colour=colour,
-        bayer_pattern=pattern,
-        stored_shape=stored_shape,
-        saturation_adu=saturation,
-    )
+    except (OSError, ValueError, TypeError, IndexError, KeyError) as exc:
+        _raise_or_log(path, caught, truncation=True)
+        raise _fail(path, _diagnose(path, exc)) from exc
+    _raise_or_log(path, caught, truncation=False)
+    return frame
 
 
 _XISF_BITPIX = {"uint8": 8, "uint16": 16, "uint32": 32, "float32": -32, "float64": -64}
 
 
 def _read_xisf(path: Path, *, pixels: bool) -> Frame:
-    """Read an XISF image through the ``xisf`` package (planes-last layout)."""
+    """Read an XISF image through the ``xisf`` package (planes-last layout).
+
+    The package gives the FITS keywords an XISF file carries as text; they become a FITS
+    header with values typed as FITS would type them. It reads unsigned 8, 16 and 32-bit
+    integers and 32 and 64-bit floats, uncompressed or compressed (zlib, lz4, zstd).
+    """
     try:
         from xisf import XISF
     except ImportError as exc:  # pragma: no cover - declared dependency
@@ -288,32 +517,44 @@ def _read_xisf(path: Path, *, pixels: bool) -> Frame:
         meta = xisf.get_images_metadata()
         if not meta:
             raise _fail(path, "XISF file holds no image")
-        header = fits.Header()
-        for key, entries in (meta[0].get("FITSKeywords") or {}).items():
-            if entries and len(key) <= 8:
-                value = entries[0].get("value", "")
-                try:
-                    header[key] = _fits_value(value)
-                except (ValueError, KeyError):
-                    continue
+        header = _xisf_header(meta[0].get("FITSKeywords") or {})
         if not pixels:
-            geometry = meta[0].get("geometry", ())
+            geometry = tuple(meta[0].get("geometry", ()))
             return Frame(path, np.empty((0, 0), np.float32), header, 0, "mono", None, geometry)
         raw = np.asarray(xisf.read_image(0))
     except FrameReadError:
         raise
     except Exception as exc:  # the xisf package raises bare exceptions of many kinds
         raise _fail(path, f"not a readable XISF file ({_reason(exc)})") from exc
-    if raw.ndim == 3 and raw.shape[-1] == 1:
-        raw = raw[..., 0]
     bitpix = _XISF_BITPIX.get(str(raw.dtype), 0)
-    return _frame_from_array(path, raw, header, bitpix)
+    # XISF pixels carry no BZERO/BSCALE; cards copied from a FITS original must not apply.
+    return _frame_from_array(path, raw, header, bitpix, scaled=True)
+
+
+def _xisf_header(keywords: dict[str, list[dict[str, str]]]) -> fits.Header:
+    """A FITS header from the ``FITSKeywords`` the ``xisf`` package reads."""
+    header = fits.Header()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # a card astropy would only warn about is skipped
+        for key, entries in keywords.items():
+            if not entries or len(key) > 8:
+                continue
+            for entry in entries if key in ("HISTORY", "COMMENT") else entries[:1]:
+                value, comment = entry.get("value", ""), entry.get("comment", "")
+                try:
+                    if key in ("HISTORY", "COMMENT"):
+                        header.append((key, value), end=True)
+                    else:
+                        header[key] = (_fits_value(value), comment)
+                except (ValueError, KeyError, TypeError):
+                    logger.debug("XISF keyword %s = %r is not a valid FITS card", key, value)
+    return header
 
 
 def _fits_value(text: str) -> str | int | float | bool:
     """A FITS keyword value from XISF's text form."""
     text = text.strip()
-    if text.startswith("'") and text.endswith("'"):
+    if text.startswith("'") and text.endswith("'") and len(text) >= 2:
         return text[1:-1].strip()
     if text in ("T", "F"):
         return text == "T"

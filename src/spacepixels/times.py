@@ -11,6 +11,10 @@ Where ``DATE-AVG`` is given it already is the middle of the exposure and wins. `
 The reader never guesses silently: :func:`observation_time` returns ``None`` when no usable
 time is present, and raises :class:`ObservationTimeError` naming the card when one is
 present but cannot be parsed.
+
+Dates are turned into MJD by calendar arithmetic (days since 1858-11-17 plus the fraction
+of the day), which is what MJD (UTC) means in a FITS header. It needs no leap-second table,
+so it works for any year offline and without ERFA's "dubious year" warnings.
 """
 
 from __future__ import annotations
@@ -19,11 +23,17 @@ import logging
 import math
 import re
 from dataclasses import dataclass
+from datetime import date, datetime, timedelta
 
 from astropy.io.fits import Header
-from astropy.time import Time
 
-__all__ = ["ObservationTime", "ObservationTimeError", "observation_time", "exposure_seconds"]
+__all__ = [
+    "ObservationTime",
+    "ObservationTimeError",
+    "exposure_seconds",
+    "mjd_to_iso",
+    "observation_time",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -35,9 +45,17 @@ _EXPOSURE_KEYS = ("EXPTIME", "EXPOSURE", "EXP_TIME", "ITIME")
 _TIME_KEYS = ("TIME-OBS", "UTCSTART", "UTSTART", "UT", "UTC", "TIME_OBS")
 """Header cards holding the start time of day when DATE-OBS holds only a date."""
 
+_MJD_EPOCH = date(1858, 11, 17)
+"""Day zero of the Modified Julian Date."""
+
 _LEGACY_DATE = re.compile(r"^\s*(\d{1,2})/(\d{1,2})/(\d{2,3})\s*$")
-_ISO_DATE_ONLY = re.compile(r"^\s*\d{4}-\d{2}-\d{2}\s*$")
-_TIME_OF_DAY = re.compile(r"^\s*(\d{1,2}):(\d{1,2}):(\d{1,2}(?:\.\d*)?)\s*$")
+_ISO_DATE_ONLY = re.compile(r"^\s*(\d{4})-(\d{1,2})-(\d{1,2})\s*$")
+_ISO_DATE_TIME = re.compile(
+    r"^\s*(\d{4})-(\d{1,2})-(\d{1,2})[T ]"
+    r"(\d{1,2}):(\d{1,2})(?::(\d{1,2}(?:\.\d*)?))?\s*(?:Z|UTC|\+00:?00)?\s*$",
+    re.IGNORECASE,
+)
+_TIME_OF_DAY = re.compile(r"^\s*(\d{1,2}):(\d{1,2})(?::(\d{1,2}(?:\.\d*)?))?\s*$")
 
 
 class ObservationTimeError(ValueError):
@@ -68,7 +86,20 @@ class ObservationTime:
     @property
     def iso_mid(self) -> str:
         """Mid-exposure as an ISO string (UTC), to the millisecond."""
-        return Time(self.mid_mjd, format="mjd", scale="utc").isot
+        return mjd_to_iso(self.mid_mjd)
+
+
+def mjd_to_iso(mjd: float) -> str:
+    """An MJD (UTC) as ``YYYY-MM-DDTHH:MM:SS.sss``, rounded to the millisecond."""
+    days = math.floor(mjd)
+    millis = round((mjd - days) * SECONDS_PER_DAY * 1000.0)
+    moment = datetime(1858, 11, 17) + timedelta(days=days, milliseconds=millis)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}"
+
+
+def _day_mjd(year: int, month: int, day: int) -> float:
+    """MJD of 0h UTC on a calendar date; ValueError for a date that does not exist."""
+    return float((date(year, month, day) - _MJD_EPOCH).days)
 
 
 def exposure_seconds(header: Header) -> tuple[float, str | None]:
@@ -85,53 +116,73 @@ def exposure_seconds(header: Header) -> tuple[float, str | None]:
 
 
 def _time_of_day(text: str) -> float | None:
-    """Seconds since midnight for ``HH:MM:SS[.fff]``, or None."""
+    """Seconds since midnight for ``HH:MM[:SS[.fff]]``, or None."""
     match = _TIME_OF_DAY.match(text)
     if not match:
         return None
-    hours, minutes, seconds = int(match[1]), int(match[2]), float(match[3])
+    hours, minutes = int(match[1]), int(match[2])
+    seconds = float(match[3]) if match[3] else 0.0
     if hours > 23 or minutes > 59 or seconds >= 61:
         return None
     return hours * 3600.0 + minutes * 60.0 + seconds
 
 
-def _legacy_date_to_iso(text: str) -> str | None:
+def _legacy_date(text: str) -> tuple[int, int, int] | None:
     """``DD/MM/YY`` with years counted from 1900 (``26/07/102`` is 2002-07-26)."""
     match = _LEGACY_DATE.match(text)
     if not match:
         return None
-    day, month, year = int(match[1]), int(match[2]), 1900 + int(match[3])
-    if not (1 <= month <= 12 and 1 <= day <= 31):
-        return None
-    return f"{year:04d}-{month:02d}-{day:02d}"
+    return 1900 + int(match[3]), int(match[2]), int(match[1])
+
+
+def _date_only(text: str) -> tuple[int, int, int] | None:
+    """(year, month, day) of a card holding a date without a time, or None."""
+    legacy = _legacy_date(text)
+    if legacy is not None:
+        return legacy
+    match = _ISO_DATE_ONLY.match(text)
+    if match:
+        return int(match[1]), int(match[2]), int(match[3])
+    return None
 
 
 def _date_string_to_mjd(key: str, text: str, header: Header) -> tuple[float, str]:
     """MJD from a date card, combining a split time of day where needed."""
     text = text.strip()
-    date_only = _legacy_date_to_iso(text)
-    if date_only is None and _ISO_DATE_ONLY.match(text):
-        date_only = text
-    if date_only is not None:
+    ymd = _date_only(text)
+    if ymd is not None:
+        try:
+            day = _day_mjd(*ymd)
+        except ValueError as exc:
+            raise ObservationTimeError(f"{key} = {text!r} is not a calendar date") from exc
+        unreadable = None
         for tkey in _TIME_KEYS:
-            if tkey in header and isinstance(header[tkey], str):
-                seconds = _time_of_day(header[tkey])
+            value = header.get(tkey)
+            if isinstance(value, str) and value.strip():
+                seconds = _time_of_day(value)
                 if seconds is not None:
-                    day = Time(date_only, format="iso", scale="utc").mjd
                     return day + seconds / SECONDS_PER_DAY, f"{key}+{tkey}"
+                unreadable = unreadable or f"{tkey} = {value!r}"
+        if unreadable:
+            raise ObservationTimeError(
+                f"{unreadable} is not a time of day (HH:MM:SS), and {key} = {text!r} holds "
+                "only a date"
+            )
         raise ObservationTimeError(
             f"{key} = {text!r} holds a date without a time of day, and no TIME-OBS or UTCSTART"
         )
-    iso = text.replace(" ", "T", 1) if "T" not in text else text
-    iso = iso.rstrip("Z")
+    match = _ISO_DATE_TIME.match(text)
+    if match is None:
+        raise ObservationTimeError(f"{key} = {text!r} is not a date and time")
+    hours, minutes = int(match[4]), int(match[5])
+    seconds = float(match[6]) if match[6] else 0.0
     try:
-        return Time(iso, format="isot", scale="utc").mjd, key
-    except ValueError:
-        pass
-    try:
-        return Time(text, scale="utc").mjd, key
+        day = _day_mjd(int(match[1]), int(match[2]), int(match[3]))
     except ValueError as exc:
-        raise ObservationTimeError(f"{key} = {text!r} is not a date and time") from exc
+        raise ObservationTimeError(f"{key} = {text!r} is not a calendar date") from exc
+    if hours > 23 or minutes > 59 or seconds >= 61:
+        raise ObservationTimeError(f"{key} = {text!r} is not a time of day")
+    return day + (hours * 3600.0 + minutes * 60.0 + seconds) / SECONDS_PER_DAY, key
 
 
 def observation_time(header: Header) -> ObservationTime | None:
@@ -162,6 +213,8 @@ def observation_time(header: Header) -> ObservationTime | None:
 
     for key in ("DATE-OBS", "DATE-BEG"):
         value = header.get(key)
+        if key in header and value is not None and not isinstance(value, str):
+            raise ObservationTimeError(f"{key} = {value!r} is not a date and time")
         if isinstance(value, str) and value.strip():
             start, source = _date_string_to_mjd(key, value, header)
             return ObservationTime(start, start + half, exposure, source + exp_note)
