@@ -55,7 +55,7 @@ def test_session_override_is_validated_and_named(tmp_path: Path, registry) -> No
         spconfig.load_session_overrides(tmp_path, "2026-03-14/M31", registry)
 
     (folder / "M31.yaml").write_text("convert: [unclosed\n")
-    with pytest.raises(spconfig.ConfigError, match="M31.yaml: line 1 not valid YAML"):
+    with pytest.raises(spconfig.ConfigError, match=r"M31.yaml: line \d+ not valid YAML"):
         spconfig.load_session_overrides(tmp_path, "2026-03-14/M31", registry)
 
 
@@ -70,3 +70,14 @@ def test_merge_gives_each_stage_only_its_section(tmp_path: Path, registry) -> No
     assert set(merged) == set(cfg["convert"])
     assert spconfig.merge_stage(cfg, overrides, "check") == cfg["check"]
     assert spconfig.load_session_overrides(tmp_path, "n2/none", registry) == {}
+
+
+def test_shipped_defaults_are_the_package_defaults(registry) -> None:
+    """config.yaml, the schema's defaults and the package's settings classes agree."""
+    from spacepixels.convert import ConvertSettings
+
+    shipped = spconfig.validate(_shipped_config(), "config.schema.yaml", registry, source="c")
+    from_schema = spconfig.validate({"input_root": "x"}, "config.schema.yaml", registry, source="s")
+    for stage, settings_class in {"convert": ConvertSettings}.items():
+        assert settings_class.from_mapping(shipped[stage]) == settings_class(), stage
+        assert settings_class.from_mapping(from_schema[stage]) == settings_class(), stage

@@ -42,9 +42,12 @@ def test_snakefmt_is_applied() -> None:
 
 
 def test_snakemake_lint_finds_nothing(tmp_path: Path) -> None:
+    session = tmp_path / "nights" / "2026-03-14" / "M31"
+    session.mkdir(parents=True)
+    for i in range(5):
+        (session / f"M31_{i:04d}.fits").write_bytes(b"")  # planning reads names only
     env = dict(os.environ, XDG_CACHE_HOME=str(tmp_path / "cache"))
-    result = _run(
-        [_tool("snakemake"), "--lint", "--cores", "1", "--directory", str(ROOT)], env=env
-    )
+    config = [f"input_root={tmp_path / 'nights'}", f"results_root={tmp_path / 'results'}"]
+    result = _run([_tool("snakemake"), "--lint", "--config", *config], env=env)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "Lints for" not in result.stdout + result.stderr, result.stdout + result.stderr

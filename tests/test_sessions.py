@@ -67,7 +67,7 @@ def test_symlink_loop_is_visited_once(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("make", "message"),
     [
-        (lambda root: None, "does not exist"),
+        (lambda _root: None, "does not exist"),
         (lambda root: root.write_text("x"), "is not a folder"),
         (lambda root: root.mkdir(), "holds no session"),
     ],

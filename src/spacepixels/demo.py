@@ -28,7 +28,9 @@ def demo_input_root(workflow_dir: str | os.PathLike[str]) -> Path:
     return Path(workflow_dir) / DEMO_FOLDER / "nights"
 
 
-def ensure_demo_tree(input_root: str | os.PathLike[str], workflow_dir: str | os.PathLike[str]) -> bool:
+def ensure_demo_tree(
+    input_root: str | os.PathLike[str], workflow_dir: str | os.PathLike[str]
+) -> bool:
     """Make the demo tree when ``input_root`` is the demo's folder and it is missing.
 
     Any other ``input_root`` is left alone: the demo is never written into a user's folder.

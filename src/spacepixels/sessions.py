@@ -160,12 +160,12 @@ def discover_sessions(input_root: str | os.PathLike[str], min_frames: int) -> Di
             f"frames)" + (f" ({detail})" if detail else "")
         )
     found.sessions = dict(sorted(found.sessions.items()))
-    for name, why in found.skipped:
-        logger.warning("not a session: %s: %s", name, why)
     return found
 
 
-def check_results_root(input_root: str | os.PathLike[str], results_root: str | os.PathLike[str]) -> None:
+def check_results_root(
+    input_root: str | os.PathLike[str], results_root: str | os.PathLike[str]
+) -> None:
     """Refuse a results folder that lies inside (or is) the input tree.
 
     Raises

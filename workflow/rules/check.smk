@@ -6,21 +6,21 @@ rule check:
     input:
         frames=session_frames,
     output:
-        frames=SESSION_DIR + "/check/frames.ecsv",
-        summary=SESSION_DIR + "/check/summary.json",
-    params:
-        settings=stage_settings("check"),
-        session_folder=session_folder,
-        other_files=other_files,
+        frames=f"{RESULTS}/{{session}}/check/frames.ecsv",
+        summary=f"{RESULTS}/{{session}}/check/summary.json",
     log:
-        SESSION_DIR + "/logs/check.log",
+        f"{RESULTS}/{{session}}/logs/check.log",
     benchmark:
-        SESSION_DIR + "/benchmarks/check.tsv"
+        f"{RESULTS}/{{session}}/benchmarks/check.tsv"
+    conda:
+        "../../envs/frames.yaml"
     threads: 1
     resources:
         mem_mb=stage_resource("check", "mem_mb"),
         runtime=stage_resource("check", "runtime"),
-    conda:
-        "../../envs/frames.yaml"
+    params:
+        settings=stage_settings("check"),
+        session_folder=session_folder,
+        other_files=other_files,
     script:
         "../../scripts/check.py"

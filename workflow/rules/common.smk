@@ -1,17 +1,24 @@
 # Parse-time helpers: configuration, session discovery, per-session settings and targets.
 # Nothing here opens a frame: discovery reads names only.
 
-import logging
 import re
-import sys
 from pathlib import Path
+
+from snakemake.exceptions import WorkflowError
+from snakemake.logging import logger
 
 from spacepixels import config as spconfig
 from spacepixels import demo, sessions
 
-logging.basicConfig(format="spacepixels: %(message)s", level=logging.INFO)
-
 SCHEMAS = spconfig.load_schema_registry(Path(workflow.basedir) / "workflow" / "schemas")
+
+
+def config_source():
+    """The configuration files in use, for error messages."""
+    files = [str(f) for f in getattr(workflow, "configfiles", [])] or ["config"]
+    return " + ".join(files) + " (with --config)" * bool(
+        workflow.config_settings.config
+    )
 
 
 def _fail(message):
@@ -20,7 +27,7 @@ def _fail(message):
 
 
 try:
-    spconfig.validate(config, "config.schema.yaml", SCHEMAS, source="configuration")
+    spconfig.validate(config, "config.schema.yaml", SCHEMAS, source=config_source())
     demo.ensure_demo_tree(config["input_root"], Path(workflow.basedir))
     sessions.check_results_root(config["input_root"], config["results_root"])
     DISCOVERY = sessions.discover_sessions(config["input_root"], config["min_frames"])
@@ -29,7 +36,8 @@ except (spconfig.ConfigError, sessions.DiscoveryError) as exc:
 
 SESSIONS = DISCOVERY.sessions
 RESULTS = config["results_root"].rstrip("/")
-SESSION_DIR = RESULTS + "/{session}"
+for _folder, _why in DISCOVERY.skipped:
+    logger.warning(f"spacepixels: not a session: {_folder}: {_why}")
 
 
 wildcard_constraints:

@@ -5,24 +5,24 @@
 rule convert:
     input:
         frames=session_frames,
-        checked=SESSION_DIR + "/check/frames.ecsv",
+        checked=f"{RESULTS}/{{session}}/check/frames.ecsv",
     output:
-        previews=directory(SESSION_DIR + "/convert/previews"),
-        mono=directory(SESSION_DIR + "/convert/mono"),
-        stretch=SESSION_DIR + "/convert/stretch.json",
-    params:
-        settings=stage_settings("convert"),
-        session_folder=session_folder,
-        min_frames=config["min_frames"],
+        previews=directory(f"{RESULTS}/{{session}}/convert/previews"),
+        mono=directory(f"{RESULTS}/{{session}}/convert/mono"),
+        stretch=f"{RESULTS}/{{session}}/convert/stretch.json",
     log:
-        SESSION_DIR + "/logs/convert.log",
+        f"{RESULTS}/{{session}}/logs/convert.log",
     benchmark:
-        SESSION_DIR + "/benchmarks/convert.tsv"
+        f"{RESULTS}/{{session}}/benchmarks/convert.tsv"
+    conda:
+        "../../envs/frames.yaml"
     threads: 1
     resources:
         mem_mb=stage_resource("convert", "mem_mb"),
         runtime=stage_resource("convert", "runtime"),
-    conda:
-        "../../envs/frames.yaml"
+    params:
+        settings=stage_settings("convert"),
+        session_folder=session_folder,
+        min_frames=config["min_frames"],
     script:
         "../../scripts/convert.py"
