@@ -85,9 +85,9 @@ def test_runs_reruns_nothing_and_only_what_changed(tmp_path: Path, nights) -> No
         assert len(frames) == N_FRAMES
         rejected = {str(r["file"]) for r in frames if r["status"] == "rejected"}
         assert rejected == set(session_truth["cloudy_frames"]), session_id
-        previews = sorted((results / session_id / "convert" / "previews").iterdir())
+        previews = sorted((results / session_id / "convert" / "previews").glob("*.jpg"))
         assert len(previews) == N_FRAMES - len(rejected)
-        assert not any((results / session_id / "convert" / "mono").iterdir())
+        assert not list((results / session_id / "convert" / "mono").glob("*.fits"))
 
     # A second run with nothing changed does nothing.
     before = _output_times(results)
@@ -147,7 +147,8 @@ def test_bad_night_fails_alone_with_a_clear_message(tmp_path: Path, nights) -> N
     # The broken session fails with one line naming what is wrong.
     log = (results / "n2/broken/logs/convert.log").read_text()
     assert "only 0 of 5 frames passed the check" in log
-    assert "light_0.fits: not a readable FITS file" in log
+    assert "light_0.fits: unreadable: not a FITS file" in log
+    assert "Traceback" not in log
     assert not (results / "n2/broken/convert/stretch.json").exists()
     # The other sessions complete.
     frames = Table.read(results / "n1/good/check/frames.ecsv")
@@ -170,10 +171,11 @@ def test_bad_configuration_stops_before_any_job(tmp_path: Path, nights) -> None:
 
     run = _snakemake(work, root, "--dry-run")
 
+    output = run.stdout + run.stderr
     assert run.returncode != 0
-    assert "M31.yaml: convert.keep: 'sometimes' is not of type 'boolean'" in run.stderr
-    assert "Traceback" not in run.stderr
+    assert "M31.yaml: convert.keep: 'sometimes' is not of type 'boolean'" in output
+    assert "Traceback" not in output
 
     inside = _snakemake(work, root, "--dry-run", results=root / "out")
     assert inside.returncode != 0
-    assert "lies inside input_root" in inside.stderr
+    assert "lies inside input_root" in inside.stdout + inside.stderr

@@ -75,7 +75,9 @@ def _fill_defaults(instance: Any, schema: Mapping[str, Any], resolver: Any) -> N
         sub_resolver = resolver
         if "$ref" in sub:
             resolved = resolver.lookup(sub["$ref"])
-            sub, sub_resolver = resolved.contents, resolved.resolver
+            # A default beside the $ref wins over the referenced schema's own.
+            sub = {**resolved.contents, **{k: v for k, v in sub.items() if k != "$ref"}}
+            sub_resolver = resolved.resolver
         if key not in instance and "default" in sub:
             instance[key] = copy.deepcopy(sub["default"])
         if key in instance:

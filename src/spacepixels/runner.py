@@ -46,7 +46,8 @@ def run_stage(snakemake: Any, stage: Callable[[Any], None]) -> None:
         stage(snakemake)
     except (SessionError, ValueError, OSError) as exc:
         message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        logger.debug("details for the developers", exc_info=True)  # in the log file only
+        if not isinstance(exc, SessionError):
+            logger.debug("details for the developers", exc_info=True)  # in the log file only
         logger.error("%s failed for session %s: %s", rule, session, message)
         logging.shutdown()
         sys.exit(1)
