@@ -6,7 +6,8 @@
 #   <results_root>/<session>/logs/<stage>.log and .../benchmarks/<stage>.tsv
 #   config/sessions/<session>.yaml            optional per-session overrides of stage sections
 #
-# Stages so far: check (calibrate-check) -> convert (previews, optional mono copies).
+# Stages: check (calibrate-check) -> convert (previews, optional mono copies)
+#         check -> tune -> sky (stack, masks) + extract (chunks) -> link -> measure
 
 
 import sys
@@ -25,6 +26,11 @@ configfile: "config/config.yaml"
 include: "workflow/rules/common.smk"
 include: "workflow/rules/check.smk"
 include: "workflow/rules/convert.smk"
+include: "workflow/rules/tune.smk"
+include: "workflow/rules/sky.smk"
+include: "workflow/rules/extract.smk"
+include: "workflow/rules/link.smk"
+include: "workflow/rules/measure.smk"
 
 
 rule all:

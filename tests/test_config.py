@@ -76,9 +76,18 @@ def test_shipped_defaults_are_the_package_defaults(registry) -> None:
     """config.yaml, the schema's defaults and the package's settings classes agree."""
     from spacepixels.check import CheckSettings
     from spacepixels.convert import ConvertSettings
+    from spacepixels.extract import ExtractSettings
+    from spacepixels.skymodel import SkySettings
+    from spacepixels.tune import TuneSettings
 
     shipped = spconfig.validate(_shipped_config(), "config.schema.yaml", registry, source="c")
     from_schema = spconfig.validate({"input_root": "x"}, "config.schema.yaml", registry, source="s")
-    for stage, settings_class in {"check": CheckSettings, "convert": ConvertSettings}.items():
+    for stage, settings_class in {
+        "check": CheckSettings,
+        "convert": ConvertSettings,
+        "tune": TuneSettings,
+        "sky": SkySettings,
+        "extract": ExtractSettings,
+    }.items():
         assert settings_class.from_mapping(shipped[stage]) == settings_class(), stage
         assert settings_class.from_mapping(from_schema[stage]) == settings_class(), stage

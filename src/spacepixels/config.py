@@ -38,6 +38,7 @@ STAGES: tuple[str, ...] = (
     "check",
     "convert",
     "tune",
+    "sky",
     "extract",
     "link",
     "solve",

@@ -22,6 +22,12 @@ field stays flat up to the border.
 Converting on the fly is cheap next to extraction, and spares the disk the float copies
 of every frame that a separate conversion step would write.
 
+Stages that need only a band of rows of many frames at once (the sky model's median
+stack) read them through :class:`FrameRows` or :func:`read_frame_rows`, which read just
+those rows from the file: a seek and a read for uncompressed FITS, the tiles that hold
+them for tile-compressed FITS. A Bayer mosaic is read with one row more on each side, so
+that its rows become mono exactly as in the whole frame; XISF is read whole and sliced.
+
 A file that cannot be read raises :class:`FrameReadError` with a one-line message naming
 the file and what is wrong with it; callers turn that into a rejected-frame row. The
 reader never emits warnings: what astropy warns about while reading is either turned into
@@ -36,6 +42,7 @@ import re
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from astropy.io import fits
@@ -45,10 +52,12 @@ __all__ = [
     "FRAME_SUFFIXES",
     "Frame",
     "FrameReadError",
+    "FrameRows",
     "bayer_to_mono",
     "frame_stem",
     "is_frame_name",
     "read_frame",
+    "read_frame_rows",
     "read_header",
 ]
 
@@ -564,3 +573,295 @@ def _fits_value(text: str) -> str | int | float | bool:
         except ValueError:
             continue
     return text
+
+
+# --------------------------------------------------------------------------- rows
+
+_FITS_DTYPES = {8: "u1", 16: ">i2", 32: ">i4", 64: ">i8", -32: ">f4", -64: ">f8"}
+"""Stored pixel type of each FITS ``BITPIX`` (big-endian, as FITS stores them)."""
+
+
+class FrameRows:
+    """Bands of rows of one frame, each read as float32 mono without the rest of the frame.
+
+    Opening reads the header only and works out where the pixels lie; each :meth:`read`
+    then reads only the rows asked for (a seek and a read for uncompressed FITS, the tiles
+    holding those rows for tile-compressed FITS), converted exactly as :func:`read_frame`
+    converts the whole frame: ``read(y0, y1)`` equals ``read_frame(path).data[y0:y1]``.
+    No file stays open between reads, so many frames can be read band by band at once.
+    XISF files are read whole and sliced.
+
+    Parameters
+    ----------
+    path : path-like
+        A FITS (``.fit``, ``.fits``, ``.fts``, ``.fz``) or XISF file.
+
+    Attributes
+    ----------
+    path : Path
+        The file.
+    shape : tuple of int
+        ``(height, width)`` of the mono image.
+    colour : str
+        ``"mono"``, ``"rgb"`` or ``"bayer"``, as in :class:`Frame`.
+
+    Raises
+    ------
+    FrameReadError
+        When the file cannot be read as a frame (as :func:`read_frame` would say), or when
+        it is shorter than its header promises.
+    """
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = Path(path)
+        _check_size(self.path)
+        self._compressed = False
+        self._offset = 0
+        self._dtype = np.dtype(np.float32)
+        self._layout = "mono"
+        self._bscale, self._bzero = 1.0, 0.0
+        self._blank: int | None = None
+        self.colour = "mono"
+        if self.path.suffix.lower() == ".xisf":
+            self._layout = "whole"
+            frame = _read_xisf(self.path, pixels=True)
+            self.shape: tuple[int, int] = frame.shape
+            self.colour = frame.colour
+            return
+        caught: list[warnings.WarningMessage] = []
+        try:
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                with fits.open(
+                    self.path, memmap=False, lazy_load_hdus=True, do_not_scale_image_data=True
+                ) as hdul:
+                    hdu = _image_hdu(hdul, self.path)
+                    self._describe(hdu)
+        except FrameReadError:
+            raise
+        except (OSError, ValueError, TypeError, IndexError, KeyError) as exc:
+            raise _fail(self.path, _diagnose(self.path, exc)) from exc
+        _raise_or_log(self.path, caught, truncation=False)
+
+    def _describe(self, hdu: fits.PrimaryHDU | fits.ImageHDU | fits.CompImageHDU) -> None:
+        """Work out the layout, type and scaling of the stored pixels from the header."""
+        header = hdu.header
+        path = self.path
+        bitpix = int(header.get("BITPIX", 0))
+        if bitpix not in _FITS_DTYPES:
+            raise _fail(path, f"BITPIX = {bitpix!r} is not a FITS pixel type")
+        naxis = int(header.get("NAXIS", 0))
+        stored = tuple(int(header[f"NAXIS{i}"]) for i in range(naxis, 0, -1))
+        squeezed = [n for n in stored if n != 1] if len(stored) > 2 else list(stored)
+        self._compressed = isinstance(hdu, fits.CompImageHDU)
+        self._dtype = np.dtype(_FITS_DTYPES[bitpix])
+        self._bscale = _header_number(header, "BSCALE", 1.0, path)
+        self._bzero = _header_number(header, "BZERO", 0.0, path)
+        blank = header.get("BLANK") if bitpix > 0 else None
+        self._blank = blank if isinstance(blank, int) and not isinstance(blank, bool) else None
+        self._stored = stored
+        if len(squeezed) == 2:
+            height, width = squeezed
+            pattern = _bayer_pattern(header)
+            self._layout = self.colour = "bayer" if pattern else "mono"
+        elif len(squeezed) == 3 and squeezed[0] == 3:
+            _, height, width = squeezed
+            self._layout, self.colour = "planes_first", "rgb"
+        elif len(squeezed) == 3 and squeezed[-1] == 3:
+            height, width, _ = squeezed
+            self._layout, self.colour = "planes_last", "rgb"
+        elif len(squeezed) == 3:
+            raise _fail(
+                path,
+                f"3-D cube of shape {stored} with {min(squeezed)} planes is not a colour image "
+                "(only 1 or 3 planes can be read)",
+            )
+        else:
+            raise _fail(path, f"{len(stored)}-D data of shape {stored} is not an image")
+        if height * width == 0:
+            raise _fail(path, f"image of shape {stored} holds no pixels")
+        if self._layout == "bayer" and min(height, width) < 2:
+            raise _fail(path, f"Bayer mosaic of shape {stored} is too small")
+        self.shape = (height, width)
+        if not self._compressed:
+            self._offset = int(hdu.fileinfo()["datLoc"])
+            needed = self._offset + int(np.prod(stored)) * self._dtype.itemsize
+            size = path.stat().st_size
+            if size < needed:
+                raise _fail(
+                    path, f"truncated FITS file ({size} bytes where its headers promise {needed})"
+                )
+
+    @property
+    def may_hold_nan(self) -> bool:
+        """Whether rows may hold NaN (float pixels, or integers with a BLANK value)."""
+        return self._layout == "whole" or self._dtype.kind == "f" or self._blank is not None
+
+    def read(
+        self, y0: int, y1: int, *, out: NDArray[np.float32] | None = None
+    ) -> NDArray[np.float32]:
+        """Rows ``y0`` to ``y1`` (exclusive) as float32 mono ADU.
+
+        Parameters
+        ----------
+        y0, y1 : int
+            First row and one past the last, ``0 <= y0 < y1 <= height``.
+        out : ndarray of float32, shape (y1 - y0, width), optional
+            Where to put them (saves a copy for mono integer frames, which are converted
+            straight into it).
+
+        Returns
+        -------
+        ndarray of float32, shape (y1 - y0, width)
+            The rows (``out`` when given), with BZERO/BSCALE applied and BLANK pixels NaN;
+            colour as the mean of the planes, a Bayer mosaic as ``(R + 2G + B) / 4`` (see
+            :func:`bayer_to_mono`).
+
+        Raises
+        ------
+        ValueError
+            When the rows are not inside the image.
+        FrameReadError
+            When the file can no longer be read.
+        """
+        height, width = self.shape
+        y0, y1 = int(y0), int(y1)
+        if not 0 <= y0 < y1 <= height:
+            raise ValueError(f"{self.path}: rows {y0}:{y1} are not inside 0:{height}")
+        if out is not None and (out.shape != (y1 - y0, width) or out.dtype != np.float32):
+            raise ValueError(f"out must be float32 of shape {(y1 - y0, width)}, not {out.shape}")
+        if self._layout == "whole":
+            rows = read_frame(self.path).data[y0:y1]
+        elif self._layout == "bayer":
+            lo, hi = max(0, y0 - 1), min(height, y1 + 1)
+            mono = bayer_to_mono(self._scale(self._raw(lo, hi)))
+            rows = mono[y0 - lo : y0 - lo + (y1 - y0)]
+        elif (
+            out is not None
+            and self._layout == "mono"
+            and self._blank is None
+            and (self._dtype.kind == "f" or self._dtype.itemsize <= 2)
+        ):
+            # Straight into the caller's buffer: float32 holds these values exactly.
+            np.copyto(out, self._raw(y0, y1), casting="unsafe")
+            if self._bscale != 1.0:
+                out *= np.float32(self._bscale)
+            if self._bzero != 0.0:
+                out += np.float32(self._bzero)
+            return out
+        else:
+            rows = self._scale(self._raw(y0, y1))
+        if out is None:
+            return np.ascontiguousarray(rows)
+        out[...] = rows
+        return out
+
+    def _scale(self, raw: np.ndarray) -> NDArray[np.float32]:
+        """Stored values to float32 ADU, mono, with BLANK pixels NaN."""
+        if self._layout == "planes_first":
+            planes = [raw[0], raw[1], raw[2]]
+        elif self._layout == "planes_last":
+            planes = [raw[..., 0], raw[..., 1], raw[..., 2]]
+        else:
+            planes = [raw]
+        blank_mask = None
+        if self._blank is not None:
+            blank_mask = np.zeros(planes[0].shape, dtype=bool)
+            for plane in planes:
+                blank_mask |= plane == self._blank
+        data = _planes_to_mono(planes, self._bscale, self._bzero)
+        if blank_mask is not None and blank_mask.any():
+            data[blank_mask] = np.nan
+        return data
+
+    def _raw(self, y0: int, y1: int) -> np.ndarray:
+        """The stored values of rows ``y0:y1``, in the stored layout (squeezed)."""
+        if self._compressed:
+            return self._raw_compressed(y0, y1)
+        height, width = self.shape
+        item = self._dtype.itemsize
+        try:
+            with self.path.open("rb") as handle:
+                if self._layout == "planes_first":
+                    out = np.empty((3, y1 - y0, width), dtype=self._dtype)
+                    for plane in range(3):
+                        handle.seek(self._offset + (plane * height + y0) * width * item)
+                        self._fill(handle, out[plane])
+                    return out
+                per_row = width * (3 if self._layout == "planes_last" else 1)
+                out = np.empty((y1 - y0, per_row), dtype=self._dtype)
+                handle.seek(self._offset + y0 * per_row * item)
+                self._fill(handle, out)
+        except OSError as exc:
+            raise _fail(self.path, f"cannot be read ({exc.strerror or _reason(exc)})") from exc
+        if self._layout == "planes_last":
+            return out.reshape(y1 - y0, width, 3)
+        return out
+
+    def _fill(self, handle: Any, out: np.ndarray) -> None:
+        """Fill ``out`` from the file's current position, or fail on a short read."""
+        view = memoryview(out).cast("B")
+        got = handle.readinto(view)
+        if got != view.nbytes:
+            raise _fail(self.path, f"truncated FITS file (a read of {view.nbytes} bytes got {got})")
+
+    def _raw_compressed(self, y0: int, y1: int) -> np.ndarray:
+        """Rows of a tile-compressed image, decompressing only the tiles that hold them."""
+        caught: list[warnings.WarningMessage] = []
+        stored = self._stored
+        # Index the stored axes: the row axis by y0:y1, singleton axes of a cube at 0.
+        if len(stored) == 2:
+            rows_axis = 0
+        else:
+            rows_axis = _nth_big_axis(stored, 1 if self._layout == "planes_first" else 0)
+        index = tuple(
+            slice(y0, y1)
+            if axis == rows_axis
+            else (0 if n == 1 and len(stored) > 2 else slice(None))
+            for axis, n in enumerate(stored)
+        )
+        try:
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                with fits.open(
+                    self.path, memmap=False, lazy_load_hdus=True, do_not_scale_image_data=True
+                ) as hdul:
+                    hdu = _image_hdu(hdul, self.path)
+                    raw = np.asarray(hdu.section[index])
+        except FrameReadError:
+            raise
+        except (OSError, ValueError, TypeError, IndexError, KeyError) as exc:
+            raise _fail(self.path, _diagnose(self.path, exc)) from exc
+        _raise_or_log(self.path, caught, truncation=True)
+        return raw
+
+
+def _nth_big_axis(stored: tuple[int, ...], n: int) -> int:
+    """Index of the ``n``-th axis longer than one (0-based) in a stored shape."""
+    big = [axis for axis, size in enumerate(stored) if size != 1]
+    return big[n]
+
+
+def read_frame_rows(path: str | os.PathLike[str], y0: int, y1: int) -> NDArray[np.float32]:
+    """Rows ``y0:y1`` of a frame as float32 mono, reading only those rows where possible.
+
+    Parameters
+    ----------
+    path : path-like
+        A FITS (``.fit``, ``.fits``, ``.fts``, ``.fz``) or XISF file.
+    y0, y1 : int
+        First row and one past the last, ``0 <= y0 < y1 <= height``.
+
+    Returns
+    -------
+    ndarray of float32, shape (y1 - y0, width)
+        Equal to ``read_frame(path).data[y0:y1]`` (see :class:`FrameRows`).
+
+    Raises
+    ------
+    FrameReadError
+        When the file cannot be read as a frame.
+    ValueError
+        When the rows are not inside the image.
+    """
+    return FrameRows(path).read(y0, y1)

@@ -42,7 +42,7 @@ for _folder, _why in DISCOVERY.skipped:
 
 wildcard_constraints:
     session="|".join(re.escape(s) for s in SESSIONS),
-    chunk=r"\d+",
+    chunk=r"\d\d\d+",
 
 
 _OVERRIDES = {}
@@ -82,6 +82,29 @@ def other_files(wildcards):
     return list(SESSIONS[wildcards.session].other_files)
 
 
+def chunk_count(session_id):
+    """How many extraction chunks a session has (frames in name order, frames_per_job each)."""
+    section = spconfig.merge_stage(config, session_overrides(session_id), "extract")
+    per_job = section.get("frames_per_job") or 25
+    return max(1, -(-len(SESSIONS[session_id].frames) // per_job)), per_job
+
+
+def chunk_frames(wildcards):
+    """The frames of one extraction chunk."""
+    count, per_job = chunk_count(wildcards.session)
+    start = int(wildcards.chunk) * per_job
+    return [
+        str(p) for p in SESSIONS[wildcards.session].frame_paths[start : start + per_job]
+    ]
+
+
+def session_chunks(wildcards):
+    """Every extraction catalogue of a session."""
+    count, _ = chunk_count(wildcards.session)
+    base = f"{RESULTS}/{wildcards.session}/extract"
+    return [f"{base}/chunk_{k:03d}.ecsv" for k in range(count)]
+
+
 def stage_resource(stage, key):
     """A stage's declared resource (mem_mb grows with each retry)."""
     value = config["resources"][stage][key]
@@ -96,6 +119,8 @@ def session_targets(session_id):
         f"{base}/check/frames.ecsv",
         f"{base}/check/summary.json",
         f"{base}/convert/stretch.json",
+        f"{base}/candidates.ecsv",
+        f"{base}/detections.ecsv",
     ]
 
 

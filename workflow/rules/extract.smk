@@ -1,0 +1,25 @@
+# extract: sources per frame with sep (background and RMS maps, matched filter,
+# deblending), one catalogue per chunk of `extract.frames_per_job` frames.
+
+
+rule extract:
+    input:
+        frames=chunk_frames,
+        checked=f"{RESULTS}/{{session}}/check/frames.ecsv",
+        tuned=f"{RESULTS}/{{session}}/tune/settings.yaml",
+    output:
+        catalogue=f"{RESULTS}/{{session}}/extract/chunk_{{chunk}}.ecsv",
+    log:
+        f"{RESULTS}/{{session}}/logs/extract_{{chunk}}.log",
+    benchmark:
+        f"{RESULTS}/{{session}}/benchmarks/extract_{{chunk}}.tsv"
+    conda:
+        "../../envs/frames.yaml"
+    threads: 1
+    resources:
+        mem_mb=stage_resource("extract", "mem_mb"),
+        runtime=stage_resource("extract", "runtime"),
+    params:
+        settings=stage_settings("extract"),
+    script:
+        "../../scripts/extract.py"
