@@ -545,11 +545,18 @@ def synth_night(tmp_path_factory):
     truth = synth.make_session(out, "2026-03-14/M31", seed=11, n_frames=8, shape=(384, 512))
     paths = sorted((out / "2026-03-14" / "M31").glob("*.fits"))
     table, summary = check_session(paths, CheckSettings())
-    return truth, table, summary
+    return truth, table, summary, paths
+
+
+def test_two_workers_give_the_same_answer(synth_night):
+    _, table, summary, paths = synth_night
+    parallel, parallel_summary = check_session(paths, CheckSettings(), workers=2)
+    assert parallel.pformat(max_lines=-1, max_width=-1) == table.pformat(max_lines=-1, max_width=-1)
+    assert parallel_summary == summary
 
 
 def test_synthetic_night_rejects_only_the_cloudy_frame(synth_night):
-    truth, table, summary = synth_night
+    truth, table, summary, _ = synth_night
     rows = rows_by_file(table)
     assert truth["cloudy_frames"]
     for name, row in rows.items():
@@ -562,7 +569,7 @@ def test_synthetic_night_rejects_only_the_cloudy_frame(synth_night):
 
 
 def test_synthetic_night_offsets_follow_the_jitter(synth_night):
-    truth, table, summary = synth_night
+    truth, table, summary, _ = synth_night
     jitter = {f["file"]: (f["jitter_dx"], f["jitter_dy"]) for f in truth["frames"]}
     ref = jitter[summary["reference_frame"]]
     for row in table[table["status"] == "ok"]:
@@ -573,7 +580,7 @@ def test_synthetic_night_offsets_follow_the_jitter(synth_night):
 
 
 def test_synthetic_night_is_recognised_as_uncalibrated(synth_night):
-    truth, table, summary = synth_night
+    truth, table, summary, _ = synth_night
     hints = summary["hints"]
     assert hints["bias_pedestal"]["present"] is True
     assert hints["bias_pedestal"]["darkest_adu"] > truth["camera"]["pedestal_adu"]

@@ -804,6 +804,28 @@ def _measure_pixels(result: _FrameResult, frame: Frame, settings: CheckSettings)
     )
 
 
+class _InProcess:
+    """The interface of an executor, running each call here and now."""
+
+    def __enter__(self) -> _InProcess:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+    def map(self, fn: Any, *iterables: Iterable[Any]) -> Iterable[Any]:
+        return map(fn, *iterables)
+
+
+def _measuring_pool(workers: int, n_frames: int) -> Any:
+    """A process pool of ``workers`` when it pays, else the calls in this process."""
+    if workers <= 1 or n_frames < 4:
+        return _InProcess()
+    from concurrent.futures import ProcessPoolExecutor
+
+    return ProcessPoolExecutor(max_workers=min(workers, n_frames))
+
+
 def _read_and_measure(path: Path, settings: CheckSettings) -> _FrameResult:
     result = _FrameResult(path=path, file=path.name)
     try:
@@ -1299,6 +1321,7 @@ def check_session(
     *,
     other_files: Sequence[str] = (),
     progress: bool = False,
+    workers: int = 1,
 ) -> tuple[Table, dict[str, Any]]:
     """Check every frame of a session and gather calibration hints.
 
@@ -1312,6 +1335,9 @@ def check_session(
         Names of files in the session folder that are not frames (listed in the summary).
     progress : bool
         Show a progress bar on standard error.
+    workers : int
+        Processes that read and measure frames side by side (the judging that follows
+        needs them all and runs in this process).
 
     Returns
     -------
@@ -1355,20 +1381,27 @@ def check_session(
 
     paths = [Path(p) for p in frame_paths]
     results: list[_FrameResult] = []
-    for path in tqdm(
-        paths, desc="check", unit="frame", disable=not progress, file=sys.stderr, leave=False
-    ):
-        result = _read_and_measure(path, settings)
-        logger.debug(
-            "%s: background %.1f, noise %.2f, %d stars, FWHM %.2f, elongation %.2f",
-            result.file,
-            result.background,
-            result.noise,
-            result.star_count,
-            result.fwhm,
-            result.elongation,
-        )
-        results.append(result)
+    with _measuring_pool(workers, len(paths)) as pool:
+        measured = pool.map(_read_and_measure, paths, [settings] * len(paths))
+        for result in tqdm(
+            measured,
+            total=len(paths),
+            desc="check",
+            unit="frame",
+            disable=not progress,
+            file=sys.stderr,
+            leave=False,
+        ):
+            logger.debug(
+                "%s: background %.1f, noise %.2f, %d stars, FWHM %.2f, elongation %.2f",
+                result.file,
+                result.background,
+                result.noise,
+                result.star_count,
+                result.fwhm,
+                result.elongation,
+            )
+            results.append(result)
 
     ordered = sorted(
         results,
