@@ -77,6 +77,7 @@ def test_shipped_defaults_are_the_package_defaults(registry) -> None:
     from spacepixels.check import CheckSettings
     from spacepixels.convert import ConvertSettings
     from spacepixels.extract import ExtractSettings
+    from spacepixels.measure import MeasureSettings
     from spacepixels.skymodel import SkySettings
     from spacepixels.tune import TuneSettings
 
@@ -88,6 +89,7 @@ def test_shipped_defaults_are_the_package_defaults(registry) -> None:
         "tune": TuneSettings,
         "sky": SkySettings,
         "extract": ExtractSettings,
+        "measure": MeasureSettings,
     }.items():
         assert settings_class.from_mapping(shipped[stage]) == settings_class(), stage
         assert settings_class.from_mapping(from_schema[stage]) == settings_class(), stage

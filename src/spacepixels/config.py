@@ -42,6 +42,7 @@ STAGES: tuple[str, ...] = (
     "extract",
     "link",
     "solve",
+    "measure",
     "render",
     "report",
 )
