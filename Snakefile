@@ -7,7 +7,8 @@
 #   config/sessions/<session>.yaml            optional per-session overrides of stage sections
 #
 # Stages: check (calibrate-check) -> convert (previews, optional mono copies)
-#         check -> tune -> sky (stack, masks) + extract (chunks) -> link -> measure
+#         check -> tune -> sky (stack, masks) + extract (chunks) -> link
+#         check -> solve;  link + solve -> measure (RA/Dec, rates, links)
 
 
 import sys
@@ -30,6 +31,7 @@ include: "workflow/rules/tune.smk"
 include: "workflow/rules/sky.smk"
 include: "workflow/rules/extract.smk"
 include: "workflow/rules/link.smk"
+include: "workflow/rules/solve.smk"
 include: "workflow/rules/measure.smk"
 
 

@@ -79,6 +79,7 @@ def test_shipped_defaults_are_the_package_defaults(registry) -> None:
     from spacepixels.extract import ExtractSettings
     from spacepixels.measure import MeasureSettings
     from spacepixels.skymodel import SkySettings
+    from spacepixels.solve import SolveSettings
     from spacepixels.tune import TuneSettings
 
     shipped = spconfig.validate(_shipped_config(), "config.schema.yaml", registry, source="c")
@@ -89,6 +90,7 @@ def test_shipped_defaults_are_the_package_defaults(registry) -> None:
         "tune": TuneSettings,
         "sky": SkySettings,
         "extract": ExtractSettings,
+        "solve": SolveSettings,
         "measure": MeasureSettings,
     }.items():
         assert settings_class.from_mapping(shipped[stage]) == settings_class(), stage

@@ -9,6 +9,11 @@ Subcommands
 ``synth OUT``
     Write a seeded tree of synthetic nights to ``OUT/nights`` and its ground truth to
     ``OUT/truth.json`` (see :mod:`spacepixels.synth`).
+``solve FRAME``
+    Plate-solve one frame and print where it is (see :mod:`spacepixels.solve`).
+``starlist near RA DEC RADIUS`` / ``starlist build OUT``
+    Print the shipped Tycho-2 stars around a position, or make the star list again from
+    the installed astrometry.net index files (see :mod:`spacepixels.starlist`).
 """
 
 from __future__ import annotations
@@ -138,6 +143,15 @@ def _add_synth(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     )
     parser.add_argument("--no-wcs", action="store_true", help="write no WCS cards")
     parser.add_argument(
+        "--catalog",
+        action="store_true",
+        help="draw the real Tycho-2 stars at each target's true pointing (for plate solving; "
+        "7 arcsec/px unless --pixel-scale)",
+    )
+    parser.add_argument(
+        "--pixel-scale", type=float, default=None, metavar="ARCSEC", help="arcsec per pixel"
+    )
+    parser.add_argument(
         "--overwrite",
         action="store_true",
         help="replace a tree made earlier in OUT (one with a truth.json beside it)",
@@ -152,7 +166,12 @@ def _run_synth(args: argparse.Namespace) -> int:
     progress = not args.no_progress
     if args.demo:
         truth = synth.make_demo_tree(
-            args.out, seed=args.seed, progress=progress, overwrite=args.overwrite
+            args.out,
+            seed=args.seed,
+            progress=progress,
+            overwrite=args.overwrite,
+            catalog=args.catalog,
+            wcs=not args.no_wcs,
         )
     else:
         truth = synth.make_night_tree(
@@ -170,9 +189,108 @@ def _run_synth(args: argparse.Namespace) -> int:
             rgb_axis=args.rgb_axis,
             normalised_floats=args.normalised_floats,
             overwrite=args.overwrite,
+            catalog=args.catalog,
+            pixel_scale_arcsec=args.pixel_scale,
         )
     print(f"frames: {truth.parent / 'nights'}")
     print(f"truth:  {truth}")
+    return 0
+
+
+# --------------------------------------------------------------------------------------
+# solve
+
+
+def _add_solve(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    from spacepixels.solve import METHODS
+
+    parser = subparsers.add_parser(
+        "solve",
+        help="plate-solve one frame",
+        description=(
+            "Find where on the sky a frame is: its own WCS if it is believable, else "
+            "solve-field or ASTAP (offline), or nova.astrometry.net when asked by name. "
+            "Prints the answer; with --out, writes wcs.fits and solve.json there."
+        ),
+    )
+    parser.add_argument("frame", type=Path, metavar="FRAME", help="a FITS or XISF frame")
+    parser.add_argument("--method", choices=METHODS, default="auto", help="default: auto")
+    parser.add_argument("--ra", default=None, help="RA hint: degrees, or hh:mm:ss")
+    parser.add_argument("--dec", default=None, help="Dec hint: degrees, or dd:mm:ss")
+    parser.add_argument("--radius", type=float, default=None, help="search radius, degrees")
+    parser.add_argument("--scale-low", type=float, default=None, help="arcsec/px")
+    parser.add_argument("--scale-high", type=float, default=None, help="arcsec/px")
+    parser.add_argument("--timeout", type=float, default=None, help="seconds (default: 120)")
+    parser.add_argument("--out", type=Path, default=None, help="folder for wcs.fits, solve.json")
+    return parser
+
+
+def _run_solve(args: argparse.Namespace) -> int:
+    import tempfile
+
+    from spacepixels import solve
+
+    values = {
+        "method": args.method,
+        "ra": args.ra,
+        "dec": args.dec,
+        "radius_deg": args.radius,
+        "scale_low": args.scale_low,
+        "scale_high": args.scale_high,
+        "timeout_s": args.timeout,
+    }
+    settings = solve.SolveSettings.from_mapping(values)
+    with tempfile.TemporaryDirectory(prefix="spacepixels-solve-") as work:
+        header, info = solve.solve_session(args.frame, settings, Path(work))
+    if args.out is not None:
+        solve.write_solution(header, info, args.out / "wcs.fits", args.out / "solve.json")
+    print(f"{info['status']}: {info['message']}")
+    return 0 if info["status"] == "solved" else 1
+
+
+# --------------------------------------------------------------------------------------
+# starlist
+
+
+def _add_starlist(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    parser = subparsers.add_parser(
+        "starlist",
+        help="the shipped Tycho-2 star list: query it, or build it again",
+        description=(
+            "near RA DEC RADIUS: print the listed stars within RADIUS degrees (RA, Dec in "
+            "degrees, VT magnitude). build OUT: make the list again from the installed "
+            "astrometry.net Tycho-2 index files with query-starkd."
+        ),
+    )
+    actions = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
+    near = actions.add_parser("near", help="print the stars around a position")
+    near.add_argument("ra", type=float, metavar="RA", help="degrees")
+    near.add_argument("dec", type=float, metavar="DEC", help="degrees")
+    near.add_argument("radius", type=float, metavar="RADIUS", help="degrees")
+    build = actions.add_parser("build", help="make the star list from the index files")
+    build.add_argument("out", type=Path, metavar="OUT", help="file to write (.ecsv.gz)")
+    build.add_argument("--radius", type=float, default=None, help="degrees around each field")
+    build.add_argument("--index-dir", default=None, help="folder of the index files")
+    return parser
+
+
+def _run_starlist(args: argparse.Namespace) -> int:
+    from spacepixels import starlist
+
+    if args.action == "near":
+        table = starlist.stars_near(args.ra, args.dec, args.radius)
+        print(f"# {len(table)} stars within {args.radius:g} deg of {args.ra:g} {args.dec:+g}")
+        print("# ra_deg dec_deg mag_vt")
+        for row in table:
+            print(f"{row['ra']:.6f} {row['dec']:+.6f} {row['mag']:.3f}")
+        return 0
+    files = starlist.find_index_files(args.index_dir, pattern="index-tycho2-*.fits")
+    path = starlist.build_star_list(
+        args.out,
+        radius_deg=args.radius or starlist.STAR_LIST_RADIUS_DEG,
+        index_files=files or None,
+    )
+    print(f"star list: {path}")
     return 0
 
 
@@ -186,6 +304,8 @@ Subcommand = tuple[
 
 SUBCOMMANDS: list[Subcommand] = [
     ("synth", _add_synth, _run_synth),
+    ("solve", _add_solve, _run_solve),
+    ("starlist", _add_starlist, _run_starlist),
 ]
 """The subcommands: (name, function adding its parser, function running it)."""
 

@@ -50,7 +50,7 @@ def ensure_demo_tree(
     logger.info("making the demo tree of nights in %s (first run only)", demo_dir)
     staging = Path(tempfile.mkdtemp(prefix=".demo-", dir=demo_dir.parent))
     try:
-        synth.make_demo_tree(staging)
+        synth.make_demo_tree(staging, catalog=True, wcs=False)
         try:
             os.rename(staging, demo_dir)
         except OSError:

@@ -92,6 +92,28 @@ Variants (one per session, or for the whole tree)
 ``nodate``
     As ``uint16`` but without ``DATE-OBS`` or ``MJD-OBS`` (the truth keeps the real times).
 
+Real stars at a real pointing (``catalog=True``)
+------------------------------------------------
+By default the star field is random, which is all the detector needs. A plate solver needs
+the real sky: with ``catalog=True`` (:func:`make_session`, :func:`make_night_tree`,
+:func:`make_demo_tree`; ``spacepixels synth --catalog``) every star of the Tycho-2
+catalogue that the astrometry.net index files list (the small list shipped in
+:mod:`spacepixels.starlist`) is drawn at its true place, through a TAN WCS at the target's
+true pointing, with a flux from its VT magnitude (a VT 11 star has a peak S/N of
+:data:`CATALOG_PEAK_SNR_V11`; stars brighter than about VT 7 saturate). As many random
+stars as the random field would hold are added, all fainter than the faintest catalogue
+star, for realism. The pixel scale defaults to :data:`CATALOG_PIXEL_SCALE_ARCSEC` (the
+camera's focal length is set to match, and ``TELESCOP`` names a lens), so that a 1024x768
+frame spans 2.0 x 1.5 degrees and holds about a hundred catalogue stars (60-120 depending
+on the field), enough for ``solve-field`` with the Debian Tycho-2 index packages. The
+headers say where the mount points: ``RA``/``DEC`` (degrees) and ``OBJCTRA``/``OBJCTDEC``
+(sexagesimal) 1-8 arcminutes off the true centre, as a real mount's are, with
+``FOCALLEN``, ``XPIXSZ`` and ``XBINNING``; the exact WCS is written only with ``wcs=True``.
+Everything else (objects, defects, noise) is drawn exactly as without ``catalog``: the same
+seed puts the same objects at the same pixels. The truth gains an ``astrometry`` section
+and every object's sky motion (below). A pointing outside the shipped list's fields raises
+``ValueError``.
+
 Layout
 ------
 :func:`make_night_tree` writes ``OUT/nights/<YYYY-MM-DD>/<target>/<target>_<NNNN>.fits``
@@ -169,11 +191,34 @@ Angles are degrees from +x towards +y. ::
                                                       # shifts CRPIX by its jitter
     }
 
+With ``catalog=True`` only, the session also holds ::
+
+      "astrometry": {
+        "wcs": {...},                   # the nominal TAN WCS, as above, even when the
+                                        # headers carry none; a frame's own WCS is it with
+                                        # CRPIX shifted by the frame's jitter
+        "centre": {"ra_deg", "dec_deg"},  # at the image centre, before jitter
+        "pixel_scale_arcsec": float,
+        "rotation_deg": float,          # position angle of the +y axis, east of north
+        "field_deg": [width, height],
+        "mount_pointing": {"ra_deg", "dec_deg", "error_arcmin"},  # the header's RA/DEC
+        "catalog": {"source", "field", "n_stars", "n_random_stars", "faintest_mag",
+                    "peak_snr_at_mag_11",
+                    "stars": [[ra, dec, mag, x, y], ...]}  # on the image, before jitter
+      }
+
+and every object gains ``"rate_arcsec_per_min"`` (great-circle distance between its
+places at the middle of its first and last exposure, over the time between; for a single
+frame, over its exposure; over at most 200 px of its path, around the middle) and
+``"pa_deg"`` (position angle of the motion, east of north; null for a flash), and each of
+its positions ``"ra"``, ``"dec"`` (degrees, the true place at mid-exposure).
+
 A position is listed only for frames in which the object's centre lies on the image.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import math
@@ -194,6 +239,8 @@ if TYPE_CHECKING:
     from astropy.io import fits
 
 __all__ = [
+    "CATALOG_PEAK_SNR_V11",
+    "CATALOG_PIXEL_SCALE_ARCSEC",
     "DEFAULT_FIRST_NIGHT",
     "DEMO_SEED",
     "OBJECT_KINDS",
@@ -252,6 +299,16 @@ TARGETS: dict[str, tuple[float, float]] = {
 }
 """Targets a tree's sessions are named after, with their pointing (RA, Dec in degrees).
 Names not listed here get a random pointing."""
+
+CATALOG_PIXEL_SCALE_ARCSEC = 7.0
+"""Pixel scale of frames drawn with real stars unless one is given: 7 arcsec per pixel
+makes a 1024x768 frame 2.0 x 1.5 degrees, which holds about a hundred Tycho-2 stars of
+the index files, plenty for ``solve-field`` with the Debian Tycho-2 index packages."""
+
+CATALOG_PEAK_SNR_V11 = 50.0
+"""Peak S/N of a star of Tycho VT magnitude 11 under a session's nominal conditions; the
+other catalogue stars scale by 10**(-0.4 (mag - 11)), so stars brighter than about VT 7
+saturate."""
 
 MOFFAT_BETA = 3.5
 """Moffat exponent of the stellar profile (3.5: a seeing-limited core with modest wings)."""
@@ -888,17 +945,23 @@ def _plan_session(
     )[0]
     for i in inner[np.argsort(-flux[inner], kind="stable")[:2]]:
         flux[i] = max(flux[i], rng.uniform(3.0, 10.0) * f_sat / vign[i])
-    bv = np.clip(rng.normal(0.7, 0.35, n_stars), -0.3, 2.0) - 0.65
-    colour = np.stack([1.0 + 0.4 * bv, np.ones(n_stars), np.clip(1.0 - 0.4 * bv, 0.2, None)], 1)
-    colour *= _QE
     plan.star_x, plan.star_y = star_x, star_y
     plan.star_flux = flux * vign
-    plan.star_colour = colour / colour.mean(axis=1, keepdims=True)
+    plan.star_colour = _star_colours(rng, n_stars)
     sky_colour = np.array([1.2, 1.0, 0.8]) * _QE
     plan.sky_colour = sky_colour / sky_colour.mean()
     object_colour = np.array([1.08, 1.0, 0.92]) * _QE
     plan.object_colour = object_colour / object_colour.mean()
     return plan
+
+
+def _star_colours(rng: np.random.Generator, n_stars: int) -> NDArray[np.float64]:
+    """Per-star weights of the red, green and blue planes (mean 1 per star), from a drawn
+    B-V colour and the camera's relative sensitivity."""
+    bv = np.clip(rng.normal(0.7, 0.35, n_stars), -0.3, 2.0) - 0.65
+    colour = np.stack([1.0 + 0.4 * bv, np.ones(n_stars), np.clip(1.0 - 0.4 * bv, 0.2, None)], 1)
+    colour *= _QE
+    return colour / colour.mean(axis=1, keepdims=True)
 
 
 def _place_linear(
@@ -1324,6 +1387,7 @@ def _header(
     wcs: dict[str, Any] | None,
     jitter: NDArray[np.float64],
     index: int,
+    mount: tuple[float, float] | None = None,
 ) -> fits.Header:
     from astropy.io import fits
 
@@ -1344,8 +1408,14 @@ def _header(
     header["YBINNING"] = (1, "binning along y")
     header["GAIN"] = (_r(gain, 4), "[e-/ADU] electrons per data unit")
     header["EGAIN"] = (_r(gain, 4), "[e-/ADU] electrons per data unit")
-    header["RA"] = (pointing[0], "[deg] pointing right ascension (J2000)")
-    header["DEC"] = (pointing[1], "[deg] pointing declination (J2000)")
+    if mount is None:
+        header["RA"] = (pointing[0], "[deg] pointing right ascension (J2000)")
+        header["DEC"] = (pointing[1], "[deg] pointing declination (J2000)")
+    else:  # where the mount says it points: a few arcminutes off, as real mounts are
+        header["RA"] = (mount[0], "[deg] mount right ascension (J2000)")
+        header["DEC"] = (mount[1], "[deg] mount declination (J2000)")
+        header["OBJCTRA"] = (_sexagesimal(mount[0] / 15.0, 2, False), "[h m s] mount RA")
+        header["OBJCTDEC"] = (_sexagesimal(mount[1], 1, True), "[d m s] mount Dec")
     if variant == "bayer":
         header["BAYERPAT"] = ("RGGB", "colour filter array pattern")
         header["XBAYROFF"] = (0, "x offset of the Bayer pattern")
@@ -1407,6 +1477,242 @@ def _wcs_cards(
     }
 
 
+# --------------------------------------------------------------------------------------
+# Real stars at a real pointing
+
+
+def _camera_at_scale(camera: Camera, pixel_scale_arcsec: float) -> Camera:
+    """The camera behind a lens whose focal length gives ``pixel_scale_arcsec``."""
+    if not pixel_scale_arcsec > 0.0:
+        raise ValueError(f"pixel_scale_arcsec must be positive, not {pixel_scale_arcsec}")
+    focal = round(206.264806 * camera.pixel_size_um / float(pixel_scale_arcsec), 3)
+    return dataclasses.replace(
+        camera, focal_length_mm=focal, telescope=f"Synthetic {focal:.0f} mm lens"
+    )
+
+
+def _catalog_field_pointing(target: str) -> tuple[float, float]:
+    """Centre of the star list's field named like ``target`` (e.g. ``ECL015``)."""
+    from spacepixels import starlist
+
+    for entry in starlist.star_list_fields():
+        if _target_key(str(entry["name"])) == _target_key(target):
+            return float(entry["ra_deg"]), float(entry["dec_deg"])
+    names = ", ".join(str(entry["name"]) for entry in starlist.star_list_fields())
+    raise ValueError(
+        f"catalogue stars need a pointing: {target!r} is not a field of the star list "
+        f"({names}); pass pointing=(ra, dec) inside one of them"
+    )
+
+
+def _sexagesimal(value: float, decimals: int, signed: bool) -> str:
+    """``value`` (hours or degrees) as ``"DD MM SS.s"``, the way capture programs write
+    ``OBJCTRA`` and ``OBJCTDEC``."""
+    sign = "-" if value < 0 else "+"
+    total = round(abs(value) * 3600.0, decimals)
+    whole, rest = divmod(total, 3600.0)
+    minutes, seconds = divmod(rest, 60.0)
+    text = f"{int(whole):02d} {int(minutes):02d} {seconds:0{3 + decimals}.{decimals}f}"
+    return sign + text if signed else text
+
+
+def _position_angle_deg(ra1: float, dec1: float, ra2: float, dec2: float) -> float:
+    """Position angle (degrees east of north, 0-360) of point 2 seen from point 1."""
+    a1, d1, a2, d2 = (math.radians(v) for v in (ra1, dec1, ra2, dec2))
+    east = math.sin(a2 - a1) * math.cos(d2)
+    north = math.cos(d1) * math.sin(d2) - math.sin(d1) * math.cos(d2) * math.cos(a2 - a1)
+    return math.degrees(math.atan2(east, north)) % 360.0
+
+
+def _separation_deg(ra1: float, dec1: float, ra2: float, dec2: float) -> float:
+    a1, d1, a2, d2 = (math.radians(v) for v in (ra1, dec1, ra2, dec2))
+    h = math.sin((d2 - d1) / 2) ** 2 + math.cos(d1) * math.cos(d2) * math.sin((a2 - a1) / 2) ** 2
+    return math.degrees(2.0 * math.asin(math.sqrt(min(1.0, h))))
+
+
+@dataclass
+class _Sky:
+    """Where a session's pixels are on the sky: its nominal TAN WCS (without jitter)."""
+
+    cards: dict[str, Any]
+    wcs: Any  # astropy.wcs.WCS
+    truth: dict[str, Any]
+    mount: tuple[float, float] | None = None
+
+    @classmethod
+    def at(
+        cls,
+        camera: Camera,
+        shape: tuple[int, int],
+        pointing: tuple[float, float],
+        rotation: float,
+    ) -> _Sky:
+        from astropy.io import fits
+        from astropy.wcs import WCS
+
+        cards = _wcs_cards(camera, shape, pointing, rotation)
+        wcs = WCS(fits.Header(cards))
+        height, width = shape
+        sky = cls(cards, wcs, {})
+        cx, cy = (width - 1) / 2.0, (height - 1) / 2.0
+        ra0, dec0 = sky.world(cx, cy)
+        ra1, dec1 = sky.world(cx, cy + 1.0)
+        scale = camera.pixel_scale_arcsec
+        sky.truth = {
+            "wcs": cards,
+            "centre": {"ra_deg": _r(ra0, 7), "dec_deg": _r(dec0, 7)},
+            "pixel_scale_arcsec": _r(scale, 5),
+            "rotation_deg": _r(_position_angle_deg(ra0, dec0, ra1, dec1), 4),
+            "field_deg": [_r(width * scale / 3600.0, 4), _r(height * scale / 3600.0, 4)],
+        }
+        return sky
+
+    def world(self, x: float, y: float) -> tuple[float, float]:
+        """RA, Dec (degrees) of the 0-based pixel ``(x, y)`` before jitter."""
+        ra, dec = self.wcs.pixel_to_world_values(x, y)
+        return float(ra) % 360.0, float(dec)
+
+    def pixels(
+        self, ra: NDArray[np.float64], dec: NDArray[np.float64]
+    ) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+        """0-based pixel positions (before jitter) of sky positions."""
+        x, y = self.wcs.world_to_pixel_values(ra, dec)
+        return np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
+
+    def mount_pointing(self, rng: np.random.Generator) -> None:
+        """Where the mount says it points (``RA``/``DEC``, ``OBJCTRA``/``OBJCTDEC``): the
+        true centre plus a pointing error of 1-8 arcminutes in a random direction."""
+        ra0 = self.truth["centre"]["ra_deg"]
+        dec0 = self.truth["centre"]["dec_deg"]
+        error = float(rng.uniform(1.0, 8.0)) / 60.0
+        angle = math.radians(float(rng.uniform(0.0, 360.0)))
+        dec = dec0 + error * math.cos(angle)
+        ra = (ra0 + error * math.sin(angle) / math.cos(math.radians(dec0))) % 360.0
+        self.mount = (_r(ra, 5), _r(dec, 5))
+        self.truth["mount_pointing"] = {
+            "ra_deg": self.mount[0],
+            "dec_deg": self.mount[1],
+            "error_arcmin": _r(_separation_deg(ra0, dec0, *self.mount) * 60.0, 3),
+        }
+
+    def add_object_truth(
+        self, objects_truth: list[dict[str, Any]], bodies: list[_Body], plan: _Plan
+    ) -> None:
+        """Add RA/Dec to every position, and each object's sky rate and position angle.
+
+        The rate is the great-circle distance between the object's places at the middle
+        of its first and last exposure (or over one exposure, for a single frame) over
+        the time between them, or over 200 px of its path around the middle for faster
+        objects (satellites); the position angle is that of the motion at the start.
+        """
+        for entry, body in zip(objects_truth, bodies, strict=True):
+            for position in entry["positions"]:
+                jitter = plan.jitter[position["index"]]
+                ra, dec = self.world(position["x"] - jitter[0], position["y"] - jitter[1])
+                position["ra"] = _r(ra, 7)
+                position["dec"] = _r(dec, 7)
+            t1 = float(plan.t_start[body.frames[0]] + plan.exptime / 2.0)
+            t2 = float(plan.t_start[body.frames[-1]] + plan.exptime / 2.0)
+            if t2 - t1 < plan.exptime:  # one frame: over its exposure
+                middle = (t1 + t2) / 2.0
+                t1, t2 = middle - plan.exptime / 2.0, middle + plan.exptime / 2.0
+            speed = float(np.hypot(*body.velocity))
+            if speed * (t2 - t1) > 200.0:  # a satellite: its rate where it is, not 1000s of px
+                middle = (t1 + t2) / 2.0
+                t1, t2 = middle - 100.0 / speed, middle + 100.0 / speed
+            p1 = body.ref_xy + body.velocity * (t1 - body.t_ref)
+            p2 = body.ref_xy + body.velocity * (t2 - body.t_ref)
+            if speed == 0.0:
+                entry["rate_arcsec_per_min"] = 0.0
+                entry["pa_deg"] = None
+                continue
+            ra1, dec1 = self.world(float(p1[0]), float(p1[1]))
+            ra2, dec2 = self.world(float(p2[0]), float(p2[1]))
+            distance = _separation_deg(ra1, dec1, ra2, dec2) * 3600.0
+            entry["rate_arcsec_per_min"] = _r(distance / (t2 - t1) * 60.0, 5)
+            entry["pa_deg"] = _r(_position_angle_deg(ra1, dec1, ra2, dec2), 4)
+
+
+def _use_catalog_stars(
+    plan: _Plan, camera: Camera, sky: _Sky, rng: np.random.Generator
+) -> dict[str, Any]:
+    """Replace the plan's random star field with the catalogue's stars, plus fainter ones.
+
+    Every star of the shipped Tycho-2 list that falls on the frame (or just off it) is
+    drawn at its true place, with a flux from its VT magnitude (:data:`CATALOG_PEAK_SNR_V11`
+    sets the zero point); then as many random stars as the random field would hold, all
+    fainter than the faintest catalogue star, with the same power law of brightness.
+    """
+    from spacepixels import starlist
+
+    height, width = plan.shape
+    scale_deg = camera.pixel_scale_arcsec / 3600.0
+    margin = 8.0
+    ra0 = sky.truth["centre"]["ra_deg"]
+    dec0 = sky.truth["centre"]["dec_deg"]
+    radius = (math.hypot(width, height) / 2.0 + margin + 2.0) * scale_deg
+    stars = starlist.stars_near(ra0, dec0, radius, require_coverage=True)
+    field = starlist.covering_field(ra0, dec0, radius)
+    x, y = sky.pixels(np.asarray(stars["ra"]), np.asarray(stars["dec"]))
+    near = (x >= -margin) & (x <= width - 1 + margin) & (y >= -margin) & (y <= height - 1 + margin)
+    mags = np.asarray(stars["mag"], dtype=np.float64)
+    mags = np.where(np.isfinite(mags), mags, 12.0)
+
+    noise = math.sqrt(plan.sky_base / camera.gain_e_per_adu + camera.read_noise_adu**2)
+    peak_fraction = plan.nominal_psf().peak_fraction
+    flux_v11 = CATALOG_PEAK_SNR_V11 * noise / peak_fraction
+    faintest = float(mags[near].max()) if near.any() else 12.0
+    cat_flux = flux_v11 * 10.0 ** (-0.4 * (mags[near] - 11.0))
+
+    area = (width + 2 * margin) * (height + 2 * margin)
+    n_random = int(round(rng.uniform(800.0, 1500.0) * area / (1024 * 768)))
+    f_min = 2.0 * noise / peak_fraction
+    f_cap = max(f_min * 1.01, flux_v11 * 10.0 ** (-0.4 * (faintest - 11.0)))
+    low = (f_cap / f_min) ** (-_STAR_COUNT_SLOPE)
+    random_flux = f_min * (1.0 - rng.uniform(0.0, 1.0, n_random) * (1.0 - low)) ** (
+        -1.0 / _STAR_COUNT_SLOPE
+    )
+    random_x = rng.uniform(-margin, width + margin, n_random)
+    random_y = rng.uniform(-margin, height + margin, n_random)
+
+    star_x = np.concatenate([x[near], random_x])
+    star_y = np.concatenate([y[near], random_y])
+    flux = np.concatenate([cat_flux, random_flux])
+    plan.star_x, plan.star_y = star_x, star_y
+    plan.star_flux = flux * plan.vignette(star_x, star_y)
+    plan.star_colour = _star_colours(rng, star_x.size)
+
+    on_image = near & (x >= 0) & (x <= width - 1) & (y >= 0) & (y <= height - 1)
+    listed = [
+        [_r(ra, 7), _r(dec, 7), _r(mag, 3), _r(px, 3), _r(py, 3)]
+        for ra, dec, mag, px, py in zip(
+            np.asarray(stars["ra"])[on_image],
+            np.asarray(stars["dec"])[on_image],
+            mags[on_image],
+            x[on_image],
+            y[on_image],
+            strict=True,
+        )
+    ]
+    logger.debug("catalogue field %s: %d stars on the image", field, len(listed))
+    return {
+        "source": "Tycho-2 (Hog et al. 2000) through the astrometry.net index files; "
+        "spacepixels.starlist",
+        "field": field,
+        "n_stars": len(listed),
+        "n_random_stars": n_random,
+        "faintest_mag": _r(faintest, 3),
+        "peak_snr_at_mag_11": CATALOG_PEAK_SNR_V11,
+        "stars": listed,  # [ra, dec, mag, x, y] of those on the image, before jitter
+    }
+
+
+def _catalog_field_names() -> list[str]:
+    from spacepixels import starlist
+
+    return [str(entry["name"]) for entry in starlist.star_list_fields()]
+
+
 def _session_start(session_id: str, rng: np.random.Generator) -> datetime:
     match = re.match(r"(\d{4})-(\d{2})-(\d{2})", Path(session_id).parts[0])
     night = DEFAULT_FIRST_NIGHT
@@ -1437,6 +1743,10 @@ def make_session(
     rgb_axis: Literal["first", "last"] = "first",
     normalised_floats: bool = False,
     on_frame: Callable[[Path], None] | None = None,
+    catalog: bool = False,
+    pointing: tuple[float, float] | None = None,
+    pixel_scale_arcsec: float | None = None,
+    rotation_deg: float | None = None,
 ) -> dict[str, Any]:
     """Write the frames of one session and return its truth.
 
@@ -1476,6 +1786,18 @@ def make_session(
         Float variants hold ADU / 65535 (0-1) instead of ADU.
     on_frame : callable, optional
         Called with each frame's path once it is written (progress bars).
+    catalog : bool
+        Draw the real stars of the Tycho-2 catalogue at their true places (see "Real stars
+        at a real pointing" in the module docstring), so that a plate solver recognises
+        the field; the truth then holds a ``sky`` section.
+    pointing : (float, float), optional
+        RA and Dec (degrees, J2000) of the image centre; default the target's (from
+        :data:`TARGETS`, or with ``catalog`` the star list's field of that name).
+    pixel_scale_arcsec : float, optional
+        Pixel scale; the camera's focal length is set to match. Default the camera's own,
+        or :data:`CATALOG_PIXEL_SCALE_ARCSEC` with ``catalog``.
+    rotation_deg : float, optional
+        Rotation of the WCS (degrees); default drawn in -10..10.
 
     Returns
     -------
@@ -1485,7 +1807,8 @@ def make_session(
     Raises
     ------
     ValueError
-        For an unknown variant, a non-positive frame count or a frame too small.
+        For an unknown variant, a non-positive frame count or a frame too small; with
+        ``catalog``, for a field the shipped star list does not cover.
     """
     if variant not in VARIANTS:
         raise ValueError(f"unknown variant {variant!r}; expected one of {', '.join(VARIANTS)}")
@@ -1505,18 +1828,37 @@ def make_session(
     rng = np.random.default_rng([seed, 0])
     if camera is None:
         camera = Camera.random(np.random.default_rng([seed, 3]), defect_seed=seed)
+    if pixel_scale_arcsec is None and catalog:
+        pixel_scale_arcsec = CATALOG_PIXEL_SCALE_ARCSEC
+    if pixel_scale_arcsec is not None:
+        camera = _camera_at_scale(camera, pixel_scale_arcsec)
     target = Path(session_id).name or "target"
-    pointing = TARGETS.get(_target_key(target))
-    if pointing is None:
-        pointing = (
+    named = TARGETS.get(_target_key(target))
+    drawn = named
+    if drawn is None:
+        drawn = (
             _r(rng.uniform(0.0, 360.0), 4),
             _r(np.degrees(np.arcsin(rng.uniform(-0.5, 1.0))), 4),
         )
     rotation = float(rng.uniform(-10.0, 10.0))
+    if rotation_deg is not None:
+        rotation = float(rotation_deg)
+    if pointing is not None:
+        drawn = (float(pointing[0]), float(pointing[1]))
+    elif catalog and named is None:
+        drawn = _catalog_field_pointing(target)
+    pointing = drawn
     begin = start if start is not None else _session_start(session_id, rng)
 
     plan = _plan_session(rng, shape, n_frames, camera, exptime, cloudy, gap)
     bodies = _resolve_objects(rng, default_objects() if objects is None else objects, plan)
+    sky: _Sky | None = None
+    if catalog:
+        sky = _Sky.at(camera, shape, pointing, rotation)
+        sky.truth["catalog"] = _use_catalog_stars(
+            plan, camera, sky, np.random.default_rng([seed, 5])
+        )
+        sky.mount_pointing(np.random.default_rng([seed, 6]))
     _calibrate(bodies, plan, camera)
     hot_xy, hot_rate, bad_columns, bad_offsets = camera.defects(shape)
     hot_flat = hot_xy[:, 1] * width + hot_xy[:, 0]
@@ -1591,6 +1933,7 @@ def make_session(
             wcs=wcs_cards,
             jitter=jitter,
             index=k,
+            mount=None if sky is None else sky.mount,
         )
         path = folder / names[k]
         _write_frame(path, data, header, variant == "fz", seed)
@@ -1633,8 +1976,10 @@ def make_session(
                 "positions": body.positions,
             }
         )
+    if sky is not None:
+        sky.add_object_truth(objects_truth, bodies, plan)
     logger.info("session %s: %d frames (%s) in %s", session_id, n_frames, variant, folder)
-    return {
+    truth = {
         "session_id": session_id,
         "target": target,
         "pointing": {"ra_deg": pointing[0], "dec_deg": pointing[1]},
@@ -1676,6 +2021,9 @@ def make_session(
         "cloudy_frames": [names[k] for k in plan.cloudy],
         "wcs": wcs_cards,
     }
+    if sky is not None:
+        truth["astrometry"] = sky.truth
+    return truth
 
 
 def _session_seed(seed: int, index: int) -> int:
@@ -1699,6 +2047,8 @@ def make_night_tree(
     rgb_axis: Literal["first", "last"] = "first",
     normalised_floats: bool = False,
     overwrite: bool = False,
+    catalog: bool = False,
+    pixel_scale_arcsec: float | None = None,
 ) -> Path:
     """Write a tree of nights under ``out/nights`` and its truth to ``out/truth.json``.
 
@@ -1735,6 +2085,13 @@ def make_night_tree(
         Float variants hold ADU / 65535.
     overwrite : bool
         Replace an earlier tree in ``out`` (only one with a ``truth.json`` beside it).
+    catalog : bool
+        Draw the real Tycho-2 stars at each target's true pointing (see
+        :func:`make_session`); sessions beyond the named targets of a night go to the
+        star list's ecliptic fields.
+    pixel_scale_arcsec : float, optional
+        Pixel scale of every session; default the camera's, or
+        :data:`CATALOG_PIXEL_SCALE_ARCSEC` with ``catalog``.
 
     Returns
     -------
@@ -1787,7 +2144,11 @@ def make_night_tree(
         day = (first_night + timedelta(days=night)).isoformat()
         picks = rng.choice(len(names), size=min(count, len(names)), replace=False)
         targets = [names[int(i)] for i in picks]
-        targets += [f"FIELD{i + 1}" for i in range(count - len(targets))]
+        spare = [f"FIELD{i + 1}" for i in range(count - len(targets))]
+        if catalog:
+            extra = [name for name in _catalog_field_names() if _target_key(name) not in TARGETS]
+            spare = [extra[i % len(extra)] for i in range(count - len(targets))] if extra else []
+        targets += spare
         plan.extend((f"{day}/{target}", night) for target in targets)
 
     sessions: dict[str, Any] = {}
@@ -1819,6 +2180,8 @@ def make_night_tree(
                 rgb_axis=rgb_axis,
                 normalised_floats=normalised_floats,
                 on_frame=lambda _path: bar.update(1),
+                catalog=catalog,
+                pixel_scale_arcsec=pixel_scale_arcsec,
             )
             last = truth["frames"][-1]
             previous_end = datetime.fromisoformat(last["date_obs"]) + timedelta(
@@ -1845,12 +2208,23 @@ def make_night_tree(
 
 
 def make_demo_tree(
-    out: Path, *, seed: int = DEMO_SEED, progress: bool = False, overwrite: bool = False
+    out: Path,
+    *,
+    seed: int = DEMO_SEED,
+    progress: bool = False,
+    overwrite: bool = False,
+    catalog: bool = False,
+    wcs: bool = True,
 ) -> Path:
     """Make the project's demo: two nights of 16 frames of 1024x768, all object kinds.
 
     The first night has two sessions, the second one; every session holds three movers, a
     slow mover, a satellite streak, a streak track, a flash, a cloudy frame and a gap.
+    With ``catalog=True`` the stars are the real ones at each target's pointing, at
+    :data:`CATALOG_PIXEL_SCALE_ARCSEC` (2.0 x 1.5 degrees), so that ``solve-field`` solves
+    the frames offline; with ``wcs=False`` the frames carry no WCS, only the mount's
+    pointing and the optics (``RA``/``DEC``, ``OBJCTRA``/``OBJCTDEC``, ``FOCALLEN``,
+    ``XPIXSZ``, ``XBINNING``), so a solver has to find it.
 
     Parameters
     ----------
@@ -1862,6 +2236,10 @@ def make_demo_tree(
         Show a progress bar on stderr.
     overwrite : bool
         Replace an earlier demo in ``out``.
+    catalog : bool
+        Real stars at real pointings.
+    wcs : bool
+        Write TAN WCS cards to the headers.
 
     Returns
     -------
@@ -1877,6 +2255,8 @@ def make_demo_tree(
         shape=(768, 1024),
         progress=progress,
         overwrite=overwrite,
+        catalog=catalog,
+        wcs=wcs,
     )
 
 

@@ -1,11 +1,14 @@
 # measure: the session's public catalogues, candidates.ecsv and detections.ecsv, in the
-# contract's columns (sky coordinates join them once plate solving lands).
+# contract's columns, with RA/Dec, sky rates, position angles and look-up links.
 
 
 rule measure:
     input:
         candidates=rules.link.output.candidates,
         detections=rules.link.output.detections,
+        wcs=rules.solve.output.wcs,
+        solution=rules.solve.output.info,
+        summary=f"{RESULTS}/{{session}}/check/summary.json",
     output:
         candidates=f"{RESULTS}/{{session}}/candidates.ecsv",
         detections=f"{RESULTS}/{{session}}/detections.ecsv",
@@ -19,5 +22,8 @@ rule measure:
     resources:
         mem_mb=stage_resource("measure", "mem_mb"),
         runtime=stage_resource("measure", "runtime"),
+    params:
+        settings=stage_settings("measure"),
+        session_folder=session_folder,
     script:
         "../../scripts/measure.py"
