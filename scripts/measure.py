@@ -3,6 +3,8 @@
 import json
 from pathlib import Path
 
+from astropy.table import Table
+
 from spacepixels import measure
 from spacepixels.frames import FrameReadError, read_header
 from spacepixels.runner import run_stage
@@ -15,6 +17,8 @@ def main(sm):
         header = read_header(Path(sm.params.session_folder) / reference) if reference else None
     except FrameReadError:
         header = None  # the site and exposure then come from the configuration alone
+    checked = Table.read(sm.input.checked, format="ascii.ecsv")
+    offsets = {str(r["file"]): (float(r["dx"]), float(r["dy"])) for r in checked}
     measure.publish(
         sm.input.candidates,
         sm.input.detections,
@@ -24,6 +28,7 @@ def main(sm):
         solve_json=Path(sm.input.solution),
         reference_header=header,
         settings=settings,
+        frame_offsets=offsets,
     )
 
 

@@ -593,6 +593,20 @@ def _set(table: Table, name: str, values: Any, unit: str | None, description: st
     table[name].description = description
 
 
+def _offsets(
+    detections: Table, frame_offsets: Mapping[str, tuple[float, float]] | None
+) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+    """Each detection's frame offset from the reference frame (0 where unknown)."""
+    n = len(detections)
+    dx, dy = np.zeros(n), np.zeros(n)
+    if frame_offsets:
+        for i, frame in enumerate(detections["frame"]):
+            ox, oy = frame_offsets.get(str(frame), (0.0, 0.0))
+            dx[i] = ox if np.isfinite(ox) else 0.0
+            dy[i] = oy if np.isfinite(oy) else 0.0
+    return dx, dy
+
+
 def publish(
     link_candidates: str | os.PathLike[str],
     link_detections: str | os.PathLike[str],
@@ -603,6 +617,7 @@ def publish(
     solve_json: str | os.PathLike[str] | None = None,
     reference_header: fits.Header | None = None,
     settings: MeasureSettings | None = None,
+    frame_offsets: Mapping[str, tuple[float, float]] | None = None,
 ) -> tuple[Table, Table]:
     """Write the session's public catalogues from the linker's and the plate solution.
 
@@ -621,6 +636,11 @@ def publish(
         (for streak rates) are read from it.
     settings : MeasureSettings, optional
         Default :class:`MeasureSettings()`.
+    frame_offsets : mapping of str to (float, float), optional
+        Each frame's offset ``(dx, dy)`` from the plate-solved reference frame, as the
+        check measured it (a star at ``(x, y)`` in the reference is at ``(x + dx, y + dy)``
+        in that frame). Detections are moved back by it before their RA/Dec is computed,
+        so the frames' sub-pixel jitter does not reach the sky coordinates.
 
     Returns
     -------
@@ -683,9 +703,14 @@ def publish(
         "look-up links, a JSON object {service: url}",
     )
 
-    ra, dec = pixel_to_sky(solution, _floats(detections, "x"), _floats(detections, "y"))
-    ra0, dec0 = pixel_to_sky(solution, _floats(detections, "x0"), _floats(detections, "y0"))
-    ra1, dec1 = pixel_to_sky(solution, _floats(detections, "x1"), _floats(detections, "y1"))
+    dx, dy = _offsets(detections, frame_offsets)
+    ra, dec = pixel_to_sky(solution, _floats(detections, "x") - dx, _floats(detections, "y") - dy)
+    ra0, dec0 = pixel_to_sky(
+        solution, _floats(detections, "x0") - dx, _floats(detections, "y0") - dy
+    )
+    ra1, dec1 = pixel_to_sky(
+        solution, _floats(detections, "x1") - dx, _floats(detections, "y1") - dy
+    )
     for name, values, what in (
         ("ra", ra, "RA"),
         ("dec", dec, "Dec"),

@@ -9,6 +9,7 @@ rule measure:
         wcs=rules.solve.output.wcs,
         solution=rules.solve.output.info,
         summary=f"{RESULTS}/{{session}}/check/summary.json",
+        checked=f"{RESULTS}/{{session}}/check/frames.ecsv",
     output:
         candidates=f"{RESULTS}/{{session}}/candidates.ecsv",
         detections=f"{RESULTS}/{{session}}/detections.ecsv",
