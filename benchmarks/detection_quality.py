@@ -122,6 +122,8 @@ def build_tree(out: Path, n_sessions: int, n_frames: int, seed: int) -> Path:
             n_frames=n_frames,
             shape=SHAPE,
             objects=session_objects(i),
+            catalog=True,  # real Tycho-2 stars, so the workflow's plate solving is real too
+            wcs=False,
         )
         sessions[sid] = truth
     path = out / "truth.json"
