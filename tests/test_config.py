@@ -77,6 +77,7 @@ def test_shipped_defaults_are_the_package_defaults(registry) -> None:
     from spacepixels.check import CheckSettings
     from spacepixels.convert import ConvertSettings
     from spacepixels.extract import ExtractSettings
+    from spacepixels.link import LinkSettings
     from spacepixels.measure import MeasureSettings
     from spacepixels.skymodel import SkySettings
     from spacepixels.solve import SolveSettings
@@ -90,6 +91,7 @@ def test_shipped_defaults_are_the_package_defaults(registry) -> None:
         "tune": TuneSettings,
         "sky": SkySettings,
         "extract": ExtractSettings,
+        "link": LinkSettings,
         "solve": SolveSettings,
         "measure": MeasureSettings,
     }.items():
