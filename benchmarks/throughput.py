@@ -1,7 +1,7 @@
 """Throughput and memory of the detection stages, against the floor of reading the frames.
 
 For each session size (frames x width x height) the benchmark writes a synthetic session,
-runs the workflow's detection stages (check, tune, sky, extract, link, measure) with
+runs the workflow's detection stages (check, tune, sky, extract, link) with
 ``snakemake --cores 2``, and prints
 
 - per-stage seconds and peak memory (max RSS) from the rules' ``benchmark:`` files,
@@ -39,7 +39,7 @@ from spacepixels import synth
 ROOT = Path(__file__).resolve().parents[1]
 TARGET_MPIX_PER_S = 15.0
 TARGET_PEAK_MB = 1500.0
-STAGES = ("check", "tune", "sky", "extract", "link", "measure")
+STAGES = ("check", "tune", "sky", "extract", "link")
 
 
 def _make_session(nights: Path, n_frames: int, side: int, seed: int) -> list[Path]:
@@ -55,7 +55,7 @@ def _floor_seconds(frames: list[Path]) -> float:
 
 
 def _run_workflow(nights: Path, results: Path) -> tuple[float, str]:
-    targets = [str(results / "2026-03-14/BENCH" / name) for name in ("candidates.ecsv",)]
+    targets = [str(results / "2026-03-14/BENCH" / "link" / "candidates.ecsv")]
     command = [
         str(Path(sys.executable).parent / "snakemake"),
         "--cores",
