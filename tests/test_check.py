@@ -512,7 +512,7 @@ def test_empty_session_gives_an_empty_table(tmp_path):
 
 # --------------------------------------------------------------------------- real data
 
-REAL_FRAME = Path("/work/shared/data/real/astride_streak/long.fits")
+from shared_data import REAL_FRAME  # noqa: E402
 
 
 def test_real_frame_copies_keep_their_legacy_time(tmp_path):

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from astropy.io import fits
+from shared_data import REAL_FRAME  # noqa: E402
 
 from spacepixels.frames import (
     FRAME_SUFFIXES,
@@ -21,8 +22,6 @@ from spacepixels.frames import (
     read_header,
 )
 from spacepixels.times import observation_time
-
-REAL_FRAME = Path("/work/shared/data/real/astride_streak/long.fits")
 
 RNG_SEED = 20260314
 

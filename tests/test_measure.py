@@ -21,6 +21,7 @@ from astropy.coordinates import SkyCoord
 from astropy.io import fits
 from astropy.table import Table
 from astropy.wcs import WCS
+from shared_data import REAL_FRAME  # noqa: E402
 
 from spacepixels import link
 from spacepixels.measure import (
@@ -32,7 +33,6 @@ from spacepixels.measure import (
     publish,
 )
 
-REAL_FRAME = Path("/work/shared/data/real/astride_streak/long.fits")
 MJD0 = 61113.875  # 2026-03-14T21:00 UTC
 EXPOSURE_S = 20.0
 CADENCE_MIN = 1.0

@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import astropy.units as u
 import pytest
 from astropy.coordinates import EarthLocation
 from astropy.io import fits
+from shared_data import REAL_FRAME  # noqa: E402
 
 from spacepixels.measure import MeasureSettings
 from spacepixels.site import Site, observatory_location, parse_angle, parse_mpc_code
-
-REAL_FRAME = Path("/work/shared/data/real/astride_streak/long.fits")
 
 
 def header(*cards: tuple) -> fits.Header:

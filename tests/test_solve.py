@@ -34,8 +34,7 @@ from spacepixels import cli, solve, starlist, synth
 from spacepixels.starlist import angular_distance_deg
 
 SHAPE = (768, 1024)
-REAL_FRAME = Path(__file__).resolve().parents[2] / "shared" / "data" / "real" / "astride_streak"
-REAL_FRAME = REAL_FRAME / "long.fits"
+from shared_data import REAL_FRAME  # noqa: E402
 
 HAVE_SOLVE_FIELD = shutil.which("solve-field") is not None and bool(starlist.find_index_files())
 NEEDS_SOLVE_FIELD = pytest.mark.skipif(
