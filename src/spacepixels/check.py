@@ -58,7 +58,7 @@ import re
 import sys
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -69,6 +69,7 @@ from astropy.table import Table
 from numpy.typing import NDArray
 
 from spacepixels.frames import Frame, FrameReadError, read_frame
+from spacepixels.settings import section_values
 from spacepixels.times import ObservationTimeError, observation_time
 
 __all__ = [
@@ -331,14 +332,7 @@ class CheckSettings:
         ValueError
             When a key is unknown (the message names it) or a value is out of range.
         """
-        known = {f.name for f in fields(cls)}
-        for key in values:
-            if key not in known:
-                raise ValueError(
-                    f"check.{key} is not a setting of the check stage "
-                    f"(known: {', '.join(sorted(known))})"
-                )
-        return cls(**dict(values))
+        return cls(**section_values(cls, values, "check"))
 
 
 @dataclass

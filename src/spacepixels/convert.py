@@ -46,7 +46,7 @@ import os
 import sys
 import uuid
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Literal
 
@@ -55,6 +55,7 @@ from astropy.io import fits
 from numpy.typing import NDArray
 
 from spacepixels.frames import Frame, frame_stem, read_frame
+from spacepixels.settings import section_values
 
 __all__ = [
     "ConvertSettings",
@@ -233,15 +234,7 @@ class ConvertSettings:
         ValueError
             For a key that is not a setting (named in the message), or a value out of range.
         """
-        values = dict(values or {})
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise ValueError(
-                f"convert settings: unknown key {', '.join(map(repr, unknown))} "
-                f"(known: {', '.join(sorted(known))})"
-            )
-        given = {key: value for key, value in values.items() if value is not None}
+        given = section_values(cls, values, "convert")
         for key in ("black_sigma", "white_percentile", "white_min_sigma", "sky_grey"):
             if key in given and _is_number(given[key]):
                 given[key] = float(given[key])

@@ -77,7 +77,7 @@ import math
 import os
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -86,6 +86,7 @@ from astropy.table import Table
 from numpy.typing import NDArray
 
 from spacepixels.frames import read_frame
+from spacepixels.settings import section_values
 
 __all__ = [
     "EXTRACT_COLUMNS",
@@ -292,15 +293,7 @@ class ExtractSettings:
         ValueError
             For a key that is not a setting (named in the message), or a value out of range.
         """
-        values = dict(values or {})
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise ValueError(
-                f"extract settings: unknown key {', '.join(map(repr, unknown))} "
-                f"(known: {', '.join(sorted(known))})"
-            )
-        given = {key: value for key, value in values.items() if value is not None}
+        given = section_values(cls, values, "extract")
         for key in (
             "detect_sigma",
             "kernel_fwhm_px",

@@ -73,6 +73,7 @@ from astropy.table import Table
 from numpy.typing import NDArray
 
 from spacepixels.lookup import SERVICES, candidate_links
+from spacepixels.settings import section_values
 from spacepixels.site import Site, observatory_location, parse_mpc_code
 from spacepixels.times import exposure_seconds, mjd_to_iso
 
@@ -276,15 +277,7 @@ class MeasureSettings:
         ValueError
             Naming any unknown key, or a value out of range.
         """
-        values = dict(values or {})
-        known = {item.name for item in fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise ValueError(
-                f"unknown measure setting(s): {', '.join(unknown)}; "
-                f"known: {', '.join(sorted(known))}"
-            )
-        return cls(**values)
+        return cls(**section_values(cls, values, "measure"))
 
     def as_dict(self) -> dict[str, Any]:
         """The settings as a plain mapping."""

@@ -59,7 +59,7 @@ import math
 import os
 import uuid
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -75,6 +75,7 @@ from spacepixels.extract import (
     gaussian_kernel,
 )
 from spacepixels.frames import FrameRows
+from spacepixels.settings import section_values
 
 __all__ = ["SKY_FILES", "SkySettings", "model_sky"]
 
@@ -184,15 +185,7 @@ class SkySettings:
         ValueError
             For a key that is not a setting (named in the message), or a value out of range.
         """
-        values = dict(values or {})
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise ValueError(
-                f"sky settings: unknown key {', '.join(map(repr, unknown))} "
-                f"(known: {', '.join(sorted(known))})"
-            )
-        return cls(**{key: value for key, value in values.items() if value is not None})
+        return cls(**section_values(cls, values, "sky"))
 
     def to_dict(self) -> dict[str, Any]:
         """The settings as a plain mapping."""

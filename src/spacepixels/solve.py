@@ -92,6 +92,8 @@ import numpy as np
 from astropy.io import fits
 from numpy.typing import NDArray
 
+from spacepixels.settings import section_values
+
 __all__ = [
     "ENABLE_MESSAGE",
     "METHODS",
@@ -345,11 +347,8 @@ class SolveSettings:
         ValueError
             For an unknown key (named in the message) or a bad value.
         """
-        values = dict(values or {})
+        values = section_values(cls, values, "solve")
         known = {f.name: f for f in fields(cls)}
-        unknown = sorted(set(values) - set(known))
-        if unknown:
-            raise ValueError(f"solve: unknown key {unknown[0]!r}; known keys: {', '.join(known)}")
         kwargs: dict[str, Any] = {}
         for name, value in values.items():
             if value is None:

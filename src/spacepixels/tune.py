@@ -48,7 +48,7 @@ import math
 import os
 import uuid
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -64,6 +64,7 @@ from spacepixels.extract import (
     single_pixel_sharpness,
 )
 from spacepixels.frames import read_frame
+from spacepixels.settings import section_values
 
 __all__ = [
     "EXTRACT_KEYS",
@@ -220,16 +221,7 @@ class TuneSettings:
         ValueError
             For a key that is not a setting (named in the message), or a value out of range.
         """
-        values = dict(values or {})
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise ValueError(
-                f"tune settings: unknown key {', '.join(map(repr, unknown))} "
-                f"(known: {', '.join(sorted(known))})"
-            )
-        given = {key: value for key, value in values.items() if value is not None}
-        return cls(**given)
+        return cls(**section_values(cls, values, "tune"))
 
     def to_dict(self) -> dict[str, Any]:
         """The settings as a plain mapping."""
