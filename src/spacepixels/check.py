@@ -53,7 +53,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
 import re
 import sys
 from collections import Counter
@@ -68,6 +67,7 @@ from astropy.stats import mad_std
 from astropy.table import Table
 from numpy.typing import NDArray
 
+from spacepixels.files import jsonable, write_atomically
 from spacepixels.frames import Frame, FrameReadError, read_frame
 from spacepixels.settings import section_values
 from spacepixels.times import ObservationTimeError, observation_time
@@ -1079,25 +1079,6 @@ def _finite(value: float) -> float | None:
     return float(value) if value is not None and math.isfinite(value) else None
 
 
-def _jsonable(value: Any) -> Any:
-    """Plain JSON types, with None for NaN and infinities."""
-    if isinstance(value, Mapping):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, np.ndarray):
-        return [_jsonable(v) for v in value.tolist()]
-    if isinstance(value, bool | np.bool_):
-        return bool(value)
-    if isinstance(value, int | np.integer):
-        return int(value)
-    if isinstance(value, float | np.floating):
-        return float(value) if math.isfinite(value) else None
-    if isinstance(value, Path):
-        return str(value)
-    return value
-
-
 def _count(n: int, one: str, many: str) -> str:
     """``"1 frame has"`` or ``"3 frames have"``."""
     return f"{n} {one if n == 1 else many}"
@@ -1467,7 +1448,7 @@ def check_session(
     for r in ordered:
         if r.kinds:
             logger.info("%s rejected: %s", r.file, "; ".join(r.reasons))
-    return _table(ordered, summary), _jsonable(summary)
+    return _table(ordered, summary), jsonable(summary)
 
 
 def _table(ordered: list[_FrameResult], summary: Mapping[str, Any]) -> Table:
@@ -1546,17 +1527,6 @@ def _table(ordered: list[_FrameResult], summary: Mapping[str, Any]) -> Table:
     return table
 
 
-def _atomic_write(path: Path, write: Any) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        write(temp)
-        os.replace(temp, path)
-    finally:
-        if temp.exists():
-            temp.unlink()
-
-
 def write_check(
     table: Table, summary: Mapping[str, Any], frames_path: Path, summary_path: Path
 ) -> None:
@@ -1572,9 +1542,9 @@ def write_check(
         Where to write them; each is written under a temporary name in the same folder
         and renamed into place.
     """
-    text = json.dumps(_jsonable(summary), indent=2, allow_nan=False) + "\n"
-    _atomic_write(
+    text = json.dumps(jsonable(summary), indent=2, allow_nan=False) + "\n"
+    write_atomically(
         Path(frames_path),
         lambda temp: table.write(temp, format="ascii.ecsv", overwrite=True),
     )
-    _atomic_write(Path(summary_path), lambda temp: temp.write_text(text, encoding="utf-8"))
+    write_atomically(Path(summary_path), lambda temp: temp.write_text(text, encoding="utf-8"))

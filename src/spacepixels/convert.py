@@ -42,10 +42,8 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
 import sys
-import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -54,6 +52,7 @@ import numpy as np
 from astropy.io import fits
 from numpy.typing import NDArray
 
+from spacepixels.files import write_atomically
 from spacepixels.frames import Frame, frame_stem, read_frame
 from spacepixels.settings import section_values
 
@@ -525,23 +524,12 @@ def mono_header(frame: Frame) -> fits.Header:
     return header
 
 
-def _write_atomically(path: Path, write: Callable[[Path], None]) -> None:
-    """Write ``path`` through ``write(temporary path)`` and a rename in the same folder."""
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
-    try:
-        write(temporary)
-        os.replace(temporary, path)
-    except BaseException:
-        temporary.unlink(missing_ok=True)
-        raise
-
-
 def _write_bytes(path: Path, payload: bytes) -> None:
     def write(temporary: Path) -> None:
         with temporary.open("xb") as handle:
             handle.write(payload)
 
-    _write_atomically(path, write)
+    write_atomically(path, write)
 
 
 def _encode_preview(image: NDArray[np.uint8], settings: ConvertSettings) -> bytes:
@@ -561,7 +549,7 @@ def _write_mono(path: Path, frame: Frame) -> None:
     def write(temporary: Path) -> None:
         hdu.writeto(temporary, output_verify="silentfix")
 
-    _write_atomically(path, write)
+    write_atomically(path, write)
 
 
 def _sample_indices(count: int, wanted: int) -> list[int]:

@@ -85,6 +85,7 @@ import numpy as np
 from astropy.table import Table
 from numpy.typing import NDArray
 
+from spacepixels.files import jsonable
 from spacepixels.frames import read_frame
 from spacepixels.settings import section_values
 
@@ -879,18 +880,6 @@ _DESCRIPTIONS = {
 }
 
 
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, np.generic):
-        value = value.item()
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
-
-
 def extract_frames(
     frame_paths: Sequence[Path],
     frames_table: Table | None,
@@ -998,12 +987,12 @@ def extract_frames(
     for name, text in _DESCRIPTIONS.items():
         table[name].description = text
     table.meta["stage"] = "extract"
-    table.meta["values"] = _jsonable(settings.to_dict())
+    table.meta["values"] = jsonable(settings.to_dict())
     table.meta["single_pixel_sharpness"] = round(
         single_pixel_sharpness(float(settings.kernel_fwhm_px), float(settings.aperture_radius_px)),  # type: ignore[arg-type]
         4,
     )
-    table.meta["frames"] = _jsonable(per_frame)
+    table.meta["frames"] = jsonable(per_frame)
     table.meta["skipped"] = skipped
     if out_path is not None:
         write_catalogue(table, Path(out_path))

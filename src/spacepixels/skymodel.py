@@ -56,9 +56,7 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
-import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -74,6 +72,7 @@ from spacepixels.extract import (
     conv_threshold_factor,
     gaussian_kernel,
 )
+from spacepixels.files import jsonable, write_atomically
 from spacepixels.frames import FrameRows
 from spacepixels.settings import section_values
 
@@ -377,34 +376,12 @@ def _frame_noise(frames_table: Table | None, stack_noise: float, n: int) -> floa
 # --------------------------------------------------------------------------- writing
 
 
-def _write_atomically(path: Path, write: Callable[[Path], None]) -> None:
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
-    try:
-        write(temporary)
-        os.replace(temporary, path)
-    except BaseException:
-        temporary.unlink(missing_ok=True)
-        raise
-
-
 def _write_image(path: Path, data: NDArray[Any], cards: Mapping[str, Any]) -> None:
     header = fits.Header()
     for key, value in cards.items():
         header[key] = value
     hdu = fits.PrimaryHDU(data=data, header=header)
-    _write_atomically(path, lambda temporary: hdu.writeto(temporary, output_verify="silentfix"))
-
-
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, Mapping):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, np.generic):
-        value = value.item()
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
+    write_atomically(path, lambda temporary: hdu.writeto(temporary, output_verify="silentfix"))
 
 
 def _tuned_value(tuned: Mapping[str, Any] | None, section: str, key: str) -> Any:
@@ -576,7 +553,7 @@ def model_sky(
         {"MASKSIG": settings.mask_sigma, "GROWPX": round(grow, 3)},
     )
     del mask
-    _write_atomically(
+    write_atomically(
         out_dir / "stationary_sources.ecsv",
         lambda t: sources.write(t, format="ascii.ecsv", overwrite=True),
     )
@@ -606,8 +583,8 @@ def model_sky(
         "bad_column_offsets_adu": [round(float(o), 2) for o in offsets],
         "settings": settings.to_dict(),
     }
-    text = json.dumps(_jsonable(summary), indent=1) + "\n"
-    _write_atomically(out_dir / "sky.json", lambda t: t.write_text(text, encoding="utf-8"))
+    text = json.dumps(jsonable(summary), indent=1) + "\n"
+    write_atomically(out_dir / "sky.json", lambda t: t.write_text(text, encoding="utf-8"))
     logger.info(
         "sky: %d frames in %d strips of %d rows; mask %.1f %%, %d hot pixels, bad columns %s",
         n,
