@@ -541,3 +541,65 @@ def test_a_slow_mover_hidden_in_a_blend_is_found_in_the_early_and_late_stacks(
     assert len(mine) == 21 and not np.any(mine["measured"])
     k = int(np.argmin(np.abs(mine["frame_index"] - 3)))
     assert mine[k]["x"] == pytest.approx(start[0] + scene.jitter[3, 0], abs=0.5)
+
+
+def _reference_grow(self, i: int, j: int) -> list[int]:  # type: ignore[no-untyped-def]
+    """The track search's grow step done frame by frame with ``_best`` (what the batched
+    and cached search must reproduce)."""
+    d, frames = self.d, self.frames
+    chosen = {int(d.f[i]): i, int(d.f[j]): j}
+    fit = self._fit([i, j])
+    centre = 0.5 * (d.t[i] + d.t[j])
+    for k in np.argsort(np.abs(frames.t - centre), kind="stable"):
+        k = int(k)
+        if k in chosen:
+            continue
+        px, py, var = fit.predict(float(frames.t[k]))
+        _, _, _, vx, vy, *_ = fit.solve()
+        best = self._best(k, px, py, var, vx, vy)
+        if best >= 0:
+            chosen[k] = best
+            fit.add(float(d.t[best]), float(d.X[best]), float(d.Y[best]), 1 / self.sigma[best] ** 2)
+    members, fit = self._clip(list(chosen.values()))
+    have = {int(d.f[m]) for m in members}
+    _, _, _, vx, vy, *_ = fit.solve()
+    added = False
+    for k in range(frames.n):
+        if k in have:
+            continue
+        px, py, var = fit.predict(float(frames.t[k]))
+        best = self._best(k, px, py, var, vx, vy)
+        if best >= 0:
+            members.append(best)
+            added = True
+    if added:
+        members, fit = self._clip(members)
+    return sorted(members, key=lambda m: (d.t[m], m))
+
+
+def test_the_fast_track_search_matches_the_frame_by_frame_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from spacepixels import link
+
+    scene = Scene(seed=3)
+    scene.mover(60.0, 80.0, 2.0, 25.0, snr=9.0, missed=(2, 9))
+    scene.mover(250.0, 200.0, 1.2, 140.0, snr=6.0)
+    fast = run(scene, tmp_path / "fast")
+    grown: list[list[int]] = []
+    real_grow = link._TrackFinder.grow
+
+    def both(self, i: int, j: int) -> list[int]:  # type: ignore[no-untyped-def]
+        members = real_grow(self, i, j)
+        assert members == _reference_grow(self, i, j)
+        grown.append(members)
+        return members
+
+    monkeypatch.setattr(link._TrackFinder, "grow", both)
+    slow = run(scene, tmp_path / "slow")
+    assert grown
+    for a, b in zip(fast[:2], slow[:2], strict=True):
+        assert a.colnames == b.colnames and len(a) == len(b)
+        for name in a.colnames:
+            x, y = np.asarray(a[name]), np.asarray(b[name])
+            assert np.array_equal(x, y, equal_nan=x.dtype.kind == "f"), name

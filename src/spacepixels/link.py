@@ -341,6 +341,12 @@ _SIGMA_FLOOR_PX = 0.03
 _MAX_SEEDS_REFINED = 20000
 """Most seeds grown into full tracks (the best supported first)."""
 
+_FRAME_SLAB = 1.0e7
+"""Distance (px) between frames along the third axis of the tree of all frames."""
+
+_CACHE_FRAMES = 16
+"""Frames whose neighbours of a growing track's predictions are looked up at once."""
+
 # Detection classes (internal).
 _FREE = 0
 _STATIC = 1
@@ -781,8 +787,16 @@ def read_detections(paths: Iterable[str | os.PathLike[str]]) -> Table:
     astropy.table.Table
         All rows, in the order of the files.
     """
-    tables = [Table.read(Path(p), format="ascii.ecsv") for p in paths]
-    tables = [t for t in tables if len(t.colnames)]
+    import gc
+
+    tables = []
+    for p in paths:
+        table = Table.read(Path(p), format="ascii.ecsv")
+        if len(table.colnames):
+            tables.append(table)
+        # The reader leaves its parse (many times the table) in reference cycles: free it
+        # before the next file rather than whenever the collector runs.
+        gc.collect()
     if not tables:
         return Table(names=INPUT_COLUMNS, dtype=[str, int] + [float] * (len(INPUT_COLUMNS) - 2))
     return vstack(tables, metadata_conflicts="silent") if len(tables) > 1 else tables[0]
@@ -1329,8 +1343,11 @@ def _saturated_zone(stack: NDArray[np.float32] | None, fwhm: float) -> NDArray[n
     across = 2 * math.ceil(2.0 * fwhm) + 1
     along = 2 * int(3.0 * fwhm + 10.0) + 1
     saturated = stack >= 0.5 * top
-    zone = ndimage.binary_dilation(saturated, structure=np.ones((along, across), dtype=bool))
-    return zone
+    # A dilation by a rectangle of ones, as a (separable, much faster) maximum filter.
+    zone = ndimage.maximum_filter(
+        saturated.view(np.uint8), size=(along, across), mode="constant", cval=0
+    )
+    return zone.view(bool)
 
 
 @dataclass
@@ -1630,12 +1647,28 @@ class _TrackFinder:
         self.vmax = rs.max_rate_px_per_frame / frames.cadence  # px per time unit
         self.by_frame: list[NDArray[np.int64]] = []
         self.trees: list[Any] = []
+        pool_idx = np.nonzero(pool)[0]
+        pool_f = d.f[pool_idx]
+        order = np.argsort(pool_f, kind="stable")
+        pool_idx, pool_f = pool_idx[order], pool_f[order]
+        bounds = np.searchsorted(pool_f, np.arange(frames.n + 1))
         for k in range(frames.n):
-            members = np.nonzero(pool & (d.f == k))[0]
+            members = pool_idx[bounds[k] : bounds[k + 1]]
             self.by_frame.append(members)
             self.trees.append(
                 cKDTree(np.column_stack([d.X[members], d.Y[members]])) if members.size else None
             )
+        # One tree of every frame's pool, the frames stacked far apart along a third axis,
+        # so that the neighbours of predictions in many frames come in one query.
+        self.pool_all = pool_idx
+        self.tree3 = (
+            cKDTree(
+                np.column_stack([d.X[pool_idx], d.Y[pool_idx], pool_f * _FRAME_SLAB]),
+                balanced_tree=False,
+            )
+            if pool_idx.size
+            else None
+        )
         # A stationary detection that joins a track is the track's light blended with a
         # star's: its centroid is off by up to a fraction of the seeing.
         self.sigma = np.where(d.cls == _STATIC, np.hypot(d.sigma, 0.3 * rs.fwhm), d.sigma)
@@ -1648,6 +1681,17 @@ class _TrackFinder:
         # Seeds are pairs of free detections; stationary ones may join a track that passes
         # over them (its light blended with a star's), but never start one.
         self.seedable = pool & (d.cls == _FREE)
+        # Per frame, the values :meth:`_best_fast` reads of each tree's points.
+        self.frame_values = [
+            (
+                d.X[m],
+                d.Y[m],
+                self.sigma[m],
+                3.0 * _TRAIL_CENTROID_FRACTION * self.trail[m],
+                m,
+            )
+            for m in self.by_frame
+        ]
 
     @staticmethod
     def vmax_trail(frames: _Frames, rs: _Resolved) -> float:
@@ -1766,8 +1810,11 @@ class _TrackFinder:
     def _fit(self, members: Sequence[int]) -> _LineFit:
         d = self.d
         fit = _LineFit()
-        for j in members:
-            fit.add(float(d.t[j]), float(d.X[j]), float(d.Y[j]), 1.0 / float(self.sigma[j]) ** 2)
+        m = np.asarray(members, dtype=np.int64)
+        for t, x, y, s in zip(
+            d.t[m].tolist(), d.X[m].tolist(), d.Y[m].tolist(), self.sigma[m].tolist(), strict=True
+        ):
+            fit.add(t, x, y, 1.0 / s**2)
         return fit
 
     def _clip(self, members: list[int]) -> tuple[list[int], _LineFit]:
@@ -1787,19 +1834,244 @@ class _TrackFinder:
             fit = self._fit(members)
         return members, fit
 
+    def _predict_many(
+        self, fit: _LineFit, ks: NDArray[np.int64]
+    ) -> tuple[NDArray[np.float64], NDArray[np.float64], NDArray[np.float64]]:
+        """:meth:`_LineFit.predict` at the times of frames ``ks`` (the same arithmetic)."""
+        tc, x0, y0, vx, vy, var0, varv, _ = fit.solve()
+        dt = self.frames.t[ks] - tc
+        px = x0 + vx * dt
+        py = y0 + vy * dt
+        var = var0 + varv * dt * dt if math.isfinite(varv) else var0 + np.full(dt.shape, 1e6)
+        return px, py, var
+
+    def _best_many(
+        self,
+        ks: NDArray[np.int64],
+        px: NDArray[np.float64],
+        py: NDArray[np.float64],
+        var: NDArray[np.float64],
+        vx: float,
+        vy: float,
+    ) -> NDArray[np.int64]:
+        """:meth:`_best` in each of the frames ``ks`` at once: one query of all frames'
+        neighbours, a vectorised gate with a margin, then the exact per-detection test
+        on the few that pass it."""
+        import itertools
+
+        out = np.full(ks.size, -1, dtype=np.int64)
+        if self.tree3 is None or ks.size == 0:
+            return out
+        d, rs = self.d, self.rs
+        cap = rs.match_radius_px + 2.0 * np.sqrt(var)
+        reach = np.minimum(
+            _GATE_SIGMA * np.sqrt(self.sigma_max**2 + var), cap + 3.0 * self.trail_max
+        )
+        reach = np.minimum(reach * (1.0 + 1e-9) + 1e-6, 0.25 * _FRAME_SLAB)
+        points = np.column_stack([px, py, ks * _FRAME_SLAB])
+        lists = self.tree3.query_ball_point(points, reach, return_sorted=False)
+        counts = np.fromiter(map(len, lists), dtype=np.int64, count=ks.size)
+        total = int(counts.sum())
+        if total == 0:
+            return out
+        q = np.fromiter(itertools.chain.from_iterable(lists), dtype=np.int64, count=total)
+        p = np.repeat(np.arange(ks.size), counts)
+        jj = self.pool_all[q]
+        dist2 = (d.X[jj] - px[p]) ** 2 + (d.Y[jj] - py[p]) ** 2
+        norm = dist2 / (self.sigma[jj] ** 2 + var[p])
+        limit = cap[p] + 3.0 * _TRAIL_CENTROID_FRACTION * self.trail[jj]
+        tol = 1.0 + 1e-9
+        ok = (norm <= _GATE_SIGMA**2 * tol) & (dist2 <= limit * limit * tol)
+        if not ok.any():
+            return out
+        sel = np.nonzero(ok)[0]
+        sel = sel[np.lexsort((jj[sel], p[sel]))]
+        start = 0
+        while start < sel.size:
+            pk = int(p[sel[start]])
+            stop = start
+            while stop < sel.size and int(p[sel[stop]]) == pk:
+                stop += 1
+            k = int(ks[pk])
+            fx, fy, fv = float(px[pk]), float(py[pk]), float(var[pk])
+            out[pk] = self._best_of([int(j) for j in jj[sel[start:stop]]], k, fx, fy, fv, vx, vy)
+            start = stop
+        return out
+
+    def _best_of(
+        self, near: list[int], k: int, px: float, py: float, var: float, vx: float, vy: float
+    ) -> int:
+        """The exact test of :meth:`_best` on the detections ``near`` (a superset of those
+        that pass it); an exact tie falls back to :meth:`_best` itself."""
+        d, rs = self.d, self.rs
+        cap = rs.match_radius_px + 2.0 * math.sqrt(var)
+        best, best_score = -1, math.inf
+        tie = False
+        for j in near:
+            dist2 = (d.X[j] - px) ** 2 + (d.Y[j] - py) ** 2
+            norm = dist2 / (self.sigma[j] ** 2 + var)
+            limit = cap + 3.0 * _TRAIL_CENTROID_FRACTION * self.trail[j]
+            if norm > _GATE_SIGMA**2 or dist2 > limit**2:
+                continue
+            if not self._trail_ok(j, vx, vy, k):
+                continue
+            if norm < best_score:
+                best, best_score, tie = j, norm, False
+            elif norm == best_score:
+                tie = True
+        if tie:
+            return self._best(k, px, py, var, vx, vy)
+        return best
+
+    def _best_fast(self, k: int, px: float, py: float, var: float, vx: float, vy: float) -> int:
+        """:meth:`_best` with the candidates' values as plain floats (the same arithmetic,
+        without numpy scalars); an exact tie falls back to :meth:`_best` itself."""
+        tree = self.trees[k]
+        if tree is None:
+            return -1
+        rs = self.rs
+        cap = rs.match_radius_px + 2.0 * math.sqrt(var)
+        reach = min(_GATE_SIGMA * math.sqrt(self.sigma_max**2 + var), cap + 3.0 * self.trail_max)
+        near = tree.query_ball_point((px, py), reach, return_sorted=False)
+        if not near:
+            return -1
+        q = np.asarray(near, dtype=np.int64)
+        xs, ys, sig, tl, js = self.frame_values[k]
+        rows = list(
+            zip(
+                xs[q].tolist(),
+                ys[q].tolist(),
+                sig[q].tolist(),
+                tl[q].tolist(),
+                js[q].tolist(),
+                strict=True,
+            )
+        )
+        return self._best_rows(rows, k, px, py, var, vx, vy, cap)
+
+    def _best_rows(
+        self,
+        rows: list[tuple[float, float, float, float, int]],
+        k: int,
+        px: float,
+        py: float,
+        var: float,
+        vx: float,
+        vy: float,
+        cap: float,
+    ) -> int:
+        """The loop of :meth:`_best` over candidates (a superset of those within its
+        reach) given as plain floats; an exact tie falls back to :meth:`_best` itself."""
+        gate2 = _GATE_SIGMA**2
+        best, best_score, tie = -1, math.inf, False
+        for x, y, s, t, j in rows:
+            dist2 = (x - px) ** 2 + (y - py) ** 2
+            norm = dist2 / (s**2 + var)
+            limit = cap + t
+            if norm > gate2 or dist2 > limit**2:
+                continue
+            if not self._trail_ok(j, vx, vy, k):
+                continue
+            if norm < best_score:
+                best, best_score, tie = j, norm, False
+            elif norm == best_score:
+                tie = True
+        if tie:
+            return self._best(k, px, py, var, vx, vy)
+        return best
+
+    def _near_cache(
+        self,
+        ks: NDArray[np.int64],
+        px: NDArray[np.float64],
+        py: NDArray[np.float64],
+        r: Any,
+        cache: list[Any],
+    ) -> None:
+        """The pool detections within ``r`` of ``(px, py)`` in each frame of ``ks`` (one
+        query of the tree of all frames), by frame: the disc's centre and radius, and per
+        detection the values :meth:`_best_rows` reads, as plain floats."""
+        import itertools
+
+        if self.tree3 is None or ks.size == 0:
+            return
+        r = np.minimum(np.broadcast_to(r, ks.shape), 0.25 * _FRAME_SLAB)
+        lists = self.tree3.query_ball_point(
+            np.column_stack([px, py, ks * _FRAME_SLAB]), r, return_sorted=False
+        )
+        counts = np.fromiter(map(len, lists), dtype=np.int64, count=ks.size)
+        q = np.fromiter(itertools.chain.from_iterable(lists), dtype=np.int64, count=counts.sum())
+        jj = self.pool_all[q]
+        d = self.d
+        rows = list(
+            zip(
+                d.X[jj].tolist(),
+                d.Y[jj].tolist(),
+                self.sigma[jj].tolist(),
+                (3.0 * _TRAIL_CENTROID_FRACTION * self.trail[jj]).tolist(),
+                jj.tolist(),
+                strict=True,
+            )
+        )
+        start = 0
+        for k, cx, cy, rk, n in zip(
+            ks.tolist(), px.tolist(), py.tolist(), r.tolist(), counts.tolist(), strict=True
+        ):
+            cache[k] = (cx, cy, rk, rows[start : start + n])
+            start += n
+
     def grow(self, i: int, j: int) -> list[int]:
         """The detections of the track seeded by ``i`` and ``j``."""
         d, frames = self.d, self.frames
         chosen = {int(d.f[i]): i, int(d.f[j]): j}
         fit = self._fit([i, j])
         centre = 0.5 * (d.t[i] + d.t[j])
-        for k in np.argsort(np.abs(frames.t - centre), kind="stable"):
-            k = int(k)
-            if k in chosen:
-                continue
-            px, py, var = fit.predict(float(frames.t[k]))
-            _, _, _, vx, vy, *_ = fit.solve()
-            best = self._best(k, px, py, var, vx, vy)
+        order = np.argsort(np.abs(frames.t - centre), kind="stable")
+        order = order[(order != d.f[i]) & (order != d.f[j])]
+        times = frames.t.tolist()
+        # The neighbours of the predictions, with room for the line to move as it is
+        # refitted, come from one query of the next few frames (again for a frame whose
+        # reach leaves its disc).
+        match = self.rs.match_radius_px
+        sigma_max2 = self.sigma_max**2
+        trail3 = 3.0 * self.trail_max
+        radius_max = 1.5 * _GATE_SIGMA * self.sigma_max + match
+        cache: list[Any] = [None] * frames.n
+
+        def refresh(ks: NDArray[np.int64]) -> None:
+            tc, x0, y0, vx, vy, var0, varv, _ = fit.solve()
+            lag = frames.t[ks] - tc
+            var = var0 + varv * lag * lag if math.isfinite(varv) else var0 + 1e6 + 0.0 * lag
+            reach = np.minimum(
+                _GATE_SIGMA * np.sqrt(sigma_max2 + var), match + 2.0 * np.sqrt(var) + trail3
+            )
+            radius = np.minimum(reach, radius_max) + 2.0 * match
+            self._near_cache(ks, x0 + vx * lag, y0 + vy * lag, radius, cache)
+
+        ks_all = order.tolist()
+        for pos, k in enumerate(ks_all):
+            # fit.predict(t), with the one solve of the line both need.
+            tc, x0, y0, vx, vy, var0, varv, _ = fit.solve()
+            dt = times[k] - tc
+            var = var0 + (varv * dt * dt if math.isfinite(varv) else 1e6)
+            px, py = x0 + vx * dt, y0 + vy * dt
+            cap = match + 2.0 * math.sqrt(var)
+            reach = min(_GATE_SIGMA * math.sqrt(sigma_max2 + var), cap + trail3)
+            entry = cache[k]
+            if entry is None or (
+                math.hypot(px - entry[0], py - entry[1]) + reach * (1.0 + 1e-9) + 1e-6 > entry[2]
+            ):
+                # The neighbours of the next frames' predictions (again when the line moved).
+                refresh(order[pos : pos + _CACHE_FRAMES])
+                entry = cache[k]
+            if entry is None or (
+                math.hypot(px - entry[0], py - entry[1]) + reach * (1.0 + 1e-9) + 1e-6 > entry[2]
+            ):
+                best = self._best_fast(k, px, py, var, vx, vy)
+            elif entry[3]:
+                best = self._best_rows(entry[3], k, px, py, var, vx, vy, cap)
+            else:
+                best = -1
             if best >= 0:
                 chosen[k] = best
                 fit.add(
@@ -1809,16 +2081,12 @@ class _TrackFinder:
         # A last pass with the final line picks up what the first pass missed.
         have = {int(d.f[m]) for m in members}
         _, _, _, vx, vy, *_ = fit.solve()
-        added = False
-        for k in range(frames.n):
-            if k in have:
-                continue
-            px, py, var = fit.predict(float(frames.t[k]))
-            best = self._best(k, px, py, var, vx, vy)
-            if best >= 0:
-                members.append(best)
-                added = True
-        if added:
+        ks = np.array([k for k in range(frames.n) if k not in have], dtype=np.int64)
+        px, py, var = self._predict_many(fit, ks)
+        best = self._best_many(ks, px, py, var, vx, vy)
+        hits = [int(b) for b in best if b >= 0]
+        if hits:
+            members.extend(hits)
             members, fit = self._clip(members)
         return sorted(members, key=lambda m: (d.t[m], m))
 
@@ -2364,7 +2632,8 @@ def _find_flashes(
     reach = max(rs.match_radius_px, 1.5 * rs.fwhm)
     near_all = tree.query_ball_point(np.column_stack([d.X[idx], d.Y[idx]]), reach)
     for i, near in zip(idx, near_all, strict=True):
-        others = np.asarray([j for j in near if d.f[j] != d.f[i]], dtype=np.int64)
+        near_i = np.asarray(near, dtype=np.int64)
+        others = near_i[d.f[near_i] != d.f[i]]
         if others.size == 0:
             if stack_ratio[i] < _STACK_RATIO_FLASH:
                 keep.append(int(i))
@@ -2372,10 +2641,13 @@ def _find_flashes(
         # A star is there in other frames: a flash on it is a jump in flux, against the
         # star's own detection in each frame (the brightest there, not a fragment).
         best: dict[int, int] = {}
-        for j in others:
-            k = int(d.f[j])
-            if k not in best or d.flux[j] > d.flux[best[k]]:
-                best[k] = int(j)
+        best_flux: dict[int, float] = {}
+        for j, k, flux in zip(
+            others.tolist(), d.f[others].tolist(), d.flux[others].tolist(), strict=True
+        ):
+            if k not in best or flux > best_flux[k]:
+                best[k] = j
+                best_flux[k] = flux
         star = np.fromiter(best.values(), dtype=np.int64)
         if np.any(d.flags[star] & _FLAG_SATURATED):
             continue  # a saturated star: its measured flux is clipped in other frames
