@@ -177,7 +177,7 @@ INPUT_COLUMNS: tuple[str, ...] = (
 )
 """Columns of the extraction catalogues that link needs (the others are carried along)."""
 
-CANDIDATE_COLUMNS: tuple[str, ...] = (
+CONTRACT_CANDIDATE_COLUMNS: tuple[str, ...] = (
     "id",
     "kind",
     "n_frames",
@@ -191,6 +191,26 @@ CANDIDATE_COLUMNS: tuple[str, ...] = (
     "direction_deg",
     "snr_median",
     "score",
+)
+"""The public contract's candidate columns in pixel coordinates (DESIGN.md), in order."""
+
+CONTRACT_DETECTION_COLUMNS: tuple[str, ...] = (
+    "candidate_id",
+    "frame",
+    "mjd",
+    "x",
+    "y",
+    "flux",
+    "snr",
+    "x0",
+    "y0",
+    "x1",
+    "y1",
+)
+"""The public contract's detection columns in pixel coordinates, in order."""
+
+CANDIDATE_COLUMNS: tuple[str, ...] = (
+    *CONTRACT_CANDIDATE_COLUMNS,
     "rate_px_per_frame",
     "fit_rms_px",
     "n_missed",
@@ -207,17 +227,7 @@ the candidate's span where it was not detected), ``flux_median`` (ADU),
 and last frames' base names."""
 
 DETECTION_COLUMNS: tuple[str, ...] = (
-    "candidate_id",
-    "frame",
-    "mjd",
-    "x",
-    "y",
-    "flux",
-    "snr",
-    "x0",
-    "y0",
-    "x1",
-    "y1",
+    *CONTRACT_DETECTION_COLUMNS,
     "frame_index",
     "peak_snr",
     "x_fit",

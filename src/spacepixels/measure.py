@@ -72,6 +72,7 @@ from astropy.io import fits
 from astropy.table import Table
 from numpy.typing import NDArray
 
+from spacepixels.link import CONTRACT_CANDIDATE_COLUMNS, CONTRACT_DETECTION_COLUMNS
 from spacepixels.lookup import SERVICES, candidate_links
 from spacepixels.settings import section_values
 from spacepixels.site import Site, observatory_location, parse_mpc_code
@@ -93,21 +94,7 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-_LINK_CANDIDATE_COLUMNS: tuple[str, ...] = (
-    "id",
-    "kind",
-    "n_frames",
-    "mjd_start",
-    "mjd_end",
-    "x_start",
-    "y_start",
-    "x_end",
-    "y_end",
-    "rate_px_per_min",
-    "direction_deg",
-    "snr_median",
-    "score",
-)
+_LINK_CANDIDATE_COLUMNS = CONTRACT_CANDIDATE_COLUMNS
 """The contract's candidate columns the linker writes."""
 
 SKY_CANDIDATE_COLUMNS: tuple[str, ...] = (
@@ -147,19 +134,7 @@ CANDIDATE_COLUMNS: tuple[str, ...] = (
 (bool), ``links`` (JSON object ``{service: url}``, services in
 :data:`spacepixels.lookup.SERVICES`)."""
 
-_LINK_DETECTION_COLUMNS: tuple[str, ...] = (
-    "candidate_id",
-    "frame",
-    "mjd",
-    "x",
-    "y",
-    "flux",
-    "snr",
-    "x0",
-    "y0",
-    "x1",
-    "y1",
-)
+_LINK_DETECTION_COLUMNS = CONTRACT_DETECTION_COLUMNS
 """The contract's detection columns the linker writes."""
 
 SKY_DETECTION_COLUMNS: tuple[str, ...] = ("ra", "dec", "ra0", "dec0", "ra1", "dec1")
