@@ -33,6 +33,7 @@ include: "workflow/rules/extract.smk"
 include: "workflow/rules/link.smk"
 include: "workflow/rules/solve.smk"
 include: "workflow/rules/measure.smk"
+include: "workflow/rules/render.smk"
 
 
 rule all:
