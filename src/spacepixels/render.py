@@ -31,7 +31,7 @@ sky's drift through the night and the gradient a moving crop crosses all go), an
 GIF's noise ``sigma`` is the normalised MAD of all its crops' pixels. Black sits
 ``black_sigma`` sigmas below the sky; white is the larger of the ``white_percentile`` of the
 pixels and ``white_min_sigma`` sigmas; between them an ``asinh`` curve puts the sky at grey
-``sky_grey`` (:func:`spacepixels.convert.session_stretch`, as the blink previews do).
+``sky_grey`` (the curve of :func:`spacepixels.convert.apply_stretch`, as the blink previews use).
 
 The palette: a GIF holds at most 256 colours, and LZW compresses sky noise poorly, so the
 size of a GIF is set by how many grey levels its noise spans. The data are therefore cut
@@ -83,8 +83,9 @@ import numpy as np
 from astropy.io import fits
 from astropy.table import Table
 from numpy.typing import NDArray
+from scipy.optimize import brentq
 
-from spacepixels.convert import ConvertSettings, Stretch, apply_stretch, bin_image, session_stretch
+from spacepixels.convert import Stretch, apply_stretch, bin_image
 from spacepixels.files import jsonable, write_atomically
 from spacepixels.frames import frame_stem, read_frame
 from spacepixels.settings import section_values
@@ -114,9 +115,11 @@ _MARK_DETECTED = (90, 255, 120)
 _MARK_PREDICTED = (255, 200, 60)
 _MARK_TEXT = (255, 255, 255)
 _MAD_TO_SIGMA = 1.482602218505602
-_SAMPLE_PIXELS = 400_000
+_SAMPLE_PIXELS = 100_000
 _SINGLE_FRAME_KINDS = ("anomaly", "streak")
 _STREAK_KINDS = ("streak", "streak_track")
+_OVERVIEW_PERCENTILE = 99.9
+"""White point of the overviews, as a percentile of the stack's pixels (in the stars)."""
 _CONTEXT_WIDEN = 3
 """A flash's star-centric (context) crop is this many times the object crop's side."""
 
@@ -600,6 +603,35 @@ def _noise(sample: NDArray[np.float32]) -> float:
     return sigma if sigma > 0 else float(np.std(values)) or 1.0
 
 
+def _stretch(
+    sample: NDArray[np.float32],
+    sky: float,
+    sigma: float,
+    settings: RenderSettings,
+    percentile: float,
+) -> Stretch:
+    """Black ``black_sigma`` below the sky, white at ``percentile`` (at least
+    ``white_min_sigma`` above the sky, at most the brightest pixel), and the asinh softening
+    that shows the sky at ``sky_grey`` (the curve of :func:`spacepixels.convert.apply_stretch`)."""
+    black = sky - settings.black_sigma * sigma
+    top = float(np.max(sample)) if sample.size else sky + 1.0
+    white = max(
+        float(np.percentile(sample, percentile)), min(sky + settings.white_min_sigma * sigma, top)
+    )
+    if not white > black:
+        white = black + max(abs(black), 1.0)
+    sky_x = (sky - black) / (white - black)
+    softening = 1e3
+    if 0 < sky_x < settings.sky_grey:
+
+        def grey_at(log_softening: float) -> float:
+            s = math.exp(log_softening)
+            return math.asinh(sky_x / s) / math.asinh(1.0 / s) - settings.sky_grey
+
+        softening = math.exp(brentq(grey_at, math.log(1e-9), math.log(1e3)))
+    return Stretch(kind="asinh", black=black, white=white, softening=softening)
+
+
 def _geometric_ratio(levels: int, span: float) -> float:
     """The ratio ``g`` with ``1 + g + ... + g**(levels - 1) == span`` (1 when span <= levels)."""
     if span <= levels:
@@ -628,15 +660,7 @@ def _gif_palette(
         sample = np.zeros(16, dtype=np.float32)
     sigma = _noise(sample)
     sky = float(np.median(sample))
-    stretch = session_stretch(
-        [sample.reshape(1, -1)],
-        ConvertSettings(
-            black_sigma=settings.black_sigma,
-            white_percentile=settings.white_percentile,
-            white_min_sigma=settings.white_min_sigma,
-            sky_grey=settings.sky_grey,
-        ),
-    )
+    stretch = _stretch(sample, sky, sigma, settings, settings.white_percentile)
     width = settings.level_sigma * sigma
     # The sky in the middle of a level, not on an edge between two (where the noise of
     # one frame against another would flip it from one grey to the next).
@@ -783,15 +807,10 @@ def _overview_base(
     factor = max(1, math.ceil(max(stack.shape) / settings.overview_max_px))
     finite = np.isfinite(stack)
     image = bin_image(np.where(finite, stack, np.float32(0)), factor)
-    stretch = session_stretch(
-        [image],
-        ConvertSettings(
-            black_sigma=settings.black_sigma,
-            white_percentile=99.9,
-            white_min_sigma=settings.white_min_sigma,
-            sky_grey=settings.sky_grey,
-        ),
-    )
+    step = max(1, math.isqrt(image.size // _SAMPLE_PIXELS))
+    sample = image[::step, ::step].ravel()
+    sigma = _noise(sample)
+    stretch = _stretch(sample, float(np.median(sample)), sigma, settings, _OVERVIEW_PERCENTILE)
     return apply_stretch(image, stretch), factor
 
 
@@ -877,7 +896,7 @@ def _overview_png(
     if entries:
         _legend(draw, entries, font)
     buffer = io.BytesIO()
-    image.save(buffer, format="PNG", optimize=True)
+    image.save(buffer, format="PNG", compress_level=6)
     return buffer.getvalue()
 
 
@@ -920,7 +939,7 @@ def _masks_png(
     if notes:
         _legend(draw, notes, font)
     buffer = io.BytesIO()
-    image.save(buffer, format="PNG", optimize=True)
+    image.save(buffer, format="PNG", compress_level=6)
     return buffer.getvalue()
 
 
