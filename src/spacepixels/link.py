@@ -126,6 +126,7 @@ import json
 import logging
 import math
 import os
+import statistics
 import tempfile
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, fields
@@ -264,6 +265,15 @@ _SEED_GAPS = 3
 
 _MIN_FILL = 1.0 / 3.0
 """A track must be detected in at least this fraction of the good frames of its span."""
+
+_ABANDON_P = 1.0e-3
+"""A seed is abandoned while it grows once its free detections (the ones a track is
+counted by) in the frames visited so far, nearest in time first and on the image, are
+this unlikely for a track detected in ``_MIN_FILL`` of its frames (binomial tail). A real
+track has many seeds; one that fails this is a line through stars or noise."""
+
+_ABANDON_MIN_FRAMES = 8
+"""Frames a seed is grown through before it may be abandoned."""
 
 _MAX_CHI2_RED = 4.0
 """Largest reduced chi-square of an accepted track's line fit (calibrated errors)."""
@@ -797,16 +807,13 @@ def read_detections(paths: Iterable[str | os.PathLike[str]]) -> Table:
     astropy.table.Table
         All rows, in the order of the files.
     """
-    import gc
+    from spacepixels.extract import read_catalogue
 
     tables = []
     for p in paths:
-        table = Table.read(Path(p), format="ascii.ecsv")
+        table = read_catalogue(Path(p))
         if len(table.colnames):
             tables.append(table)
-        # The reader leaves its parse (many times the table) in reference cycles: free it
-        # before the next file rather than whenever the collector runs.
-        gc.collect()
     if not tables:
         return Table(names=INPUT_COLUMNS, dtype=[str, int] + [float] * (len(INPUT_COLUMNS) - 2))
     return vstack(tables, metadata_conflicts="silent") if len(tables) > 1 else tables[0]
@@ -1625,6 +1632,20 @@ def _jumps(t: NDArray[np.float64], s: NDArray[np.float64]) -> bool:
     return best * _STEP_RATIO < line
 
 
+def _give_up_hits(n_frames: int) -> list[int]:
+    """For each number of frames visited, the most hits at which a seed is abandoned
+    (-1: never), from the binomial tail of ``_MIN_FILL`` at ``_ABANDON_P``."""
+    from scipy.special import bdtr
+
+    n = np.arange(n_frames + 2)
+    h = np.arange(n_frames + 2)
+    tail = bdtr(np.minimum(h[None, :], n[:, None]), n[:, None], _MIN_FILL)  # P(hits <= h | n)
+    below = (tail < _ABANDON_P) & (h[None, :] <= n[:, None])
+    most = np.where(below.any(axis=1), below.shape[1] - 1 - np.argmax(below[:, ::-1], axis=1), -1)
+    most[:_ABANDON_MIN_FRAMES] = -1
+    return most.tolist()
+
+
 class _TrackFinder:
     """Seeds, grows, checks and accepts point tracks among the free detections."""
 
@@ -1691,6 +1712,8 @@ class _TrackFinder:
         # Seeds are pairs of free detections; stationary ones may join a track that passes
         # over them (its light blended with a star's), but never start one.
         self.seedable = pool & (d.cls == _FREE)
+        self.give_up = _give_up_hits(frames.n)
+        self.seedable_list = self.seedable.astype(np.int64).tolist()
         # Per frame, the values :meth:`_best_fast` reads of each tree's points.
         self.frame_values = [
             (
@@ -2059,6 +2082,12 @@ class _TrackFinder:
             self._near_cache(ks, x0 + vx * lag, y0 + vy * lag, radius, cache)
 
         ks_all = order.tolist()
+        # Whether each visited frame's prediction lies on the image, for giving up early.
+        height, width = frames.shape
+        shift_x, shift_y = frames.dx.tolist(), frames.dy.tolist()
+        give_up = self.give_up
+        seedable = self.seedable_list
+        visited = hits = 0
         for pos, k in enumerate(ks_all):
             # fit.predict(t), with the one solve of the line both need.
             tc, x0, y0, vx, vy, var0, varv, _ = fit.solve()
@@ -2084,9 +2113,16 @@ class _TrackFinder:
                 best = -1
             if best >= 0:
                 chosen[k] = best
+                hits += seedable[best]
                 fit.add(
                     float(d.t[best]), float(d.X[best]), float(d.Y[best]), 1 / self.sigma[best] ** 2
                 )
+            if height <= 0 or (
+                0.0 <= px + shift_x[k] <= width - 1 and 0.0 <= py + shift_y[k] <= height - 1
+            ):
+                visited += 1
+                if hits <= give_up[visited]:
+                    return sorted(chosen.values(), key=lambda m: (d.t[m], m))
         members, fit = self._clip(list(chosen.values()))
         # A last pass with the final line picks up what the first pass missed.
         have = {int(d.f[m]) for m in members}
@@ -2256,11 +2292,17 @@ class _TrackFinder:
         d = self.d
         seeds = self.seeds()
         claimed = np.zeros(d.n, dtype=bool)
+        # The last grown line each detection joined and that failed: a seed whose two
+        # detections both lie on one such line grows into it again (a star whose centroid
+        # wanders gives thousands of such seeds).
+        failed_in = np.full(d.n, -1, dtype=np.int64)
         seen: set[tuple[int, ...]] = set()
         heap: list[tuple[float, int, _Track]] = []
         counter = 0
-        for i, j, _ in seeds:
+        for attempt, (i, j, _) in enumerate(seeds):
             if claimed[i] and claimed[j]:
+                continue
+            if failed_in[i] >= 0 and failed_in[i] == failed_in[j]:
                 continue
             members = self.grow(i, j)
             key = tuple(members)
@@ -2269,6 +2311,7 @@ class _TrackFinder:
             seen.add(key)
             track = self.assess(members)
             if track is None:
+                failed_in[members] = attempt
                 continue
             claimed[track.members] = True
             heapq.heappush(heap, (-track.score, counter, track))
@@ -2661,16 +2704,22 @@ def _find_flashes(
         star = np.fromiter(best.values(), dtype=np.int64)
         if np.any(d.flags[star] & _FLAG_SATURATED):
             continue  # a saturated star: its measured flux is clipped in other frames
-        usual = _finite_median(d.flux[star])
-        usual_err = _finite_median(flux_err[star])
+        fluxes = [v for v in best_flux.values() if math.isfinite(v)]
+        usual = statistics.median(fluxes) if fluxes else math.nan
         if not (math.isfinite(usual) and math.isfinite(d.flux[i])):
             continue
-        fluxes = d.flux[star][np.isfinite(d.flux[star])]
-        spread = 1.4826 * float(np.median(np.abs(fluxes - usual))) if fluxes.size >= 3 else 0.0
         jump = float(d.flux[i]) - usual
-        significant = jump >= rs.flash_min_snr * math.hypot(flux_err[i], usual_err)
-        if not (jump >= (_FLASH_MIN_JUMP - 1.0) * max(usual, 0.0) and jump >= 5.0 * spread):
+        if jump < (_FLASH_MIN_JUMP - 1.0) * max(usual, 0.0):
+            continue  # the star as usual (most of them: tested first, it is cheap)
+        spread = (
+            1.4826 * statistics.median([abs(v - usual) for v in fluxes])
+            if len(fluxes) >= 3
+            else 0.0
+        )
+        if jump < 5.0 * spread:
             continue
+        usual_err = _finite_median(flux_err[star])
+        significant = jump >= rs.flash_min_snr * math.hypot(flux_err[i], usual_err)
         # What was added must be shaped like a star too: its peak over its flux as the
         # star's (a cosmic ray on the star adds a peak and little flux, a neighbour merged
         # by the extraction adds flux and no peak).
@@ -2687,27 +2736,43 @@ def _find_flashes(
 # The stage
 
 
-def _empty_candidates() -> Table:
-    dtypes = {
-        "id": str,
-        "kind": str,
-        "n_frames": np.int64,
-        "n_missed": np.int64,
-        "frame_start": str,
-        "frame_end": str,
-    }
+_CANDIDATE_DTYPES: dict[str, Any] = {
+    "id": str,
+    "kind": str,
+    "n_frames": np.int64,
+    "n_missed": np.int64,
+    "frame_start": str,
+    "frame_end": str,
+}
+_DETECTION_DTYPES: dict[str, Any] = {
+    "candidate_id": str,
+    "frame": str,
+    "frame_index": np.int64,
+    "measured": bool,
+}
+
+
+def _table_of(
+    names: Sequence[str], dtypes: Mapping[str, Any], rows: Sequence[Mapping[str, Any]]
+) -> Table:
+    """A table of ``rows`` (mappings by column name), built column by column."""
+    if not rows:
+        return Table(names=names, dtype=[dtypes.get(name, np.float64) for name in names])
     return Table(
-        names=CANDIDATE_COLUMNS,
-        dtype=[dtypes.get(name, np.float64) for name in CANDIDATE_COLUMNS],
+        [
+            np.array([row[name] for row in rows], dtype=dtypes.get(name, np.float64))
+            for name in names
+        ],
+        names=names,
     )
+
+
+def _empty_candidates() -> Table:
+    return _table_of(CANDIDATE_COLUMNS, _CANDIDATE_DTYPES, [])
 
 
 def _empty_detections() -> Table:
-    dtypes = {"candidate_id": str, "frame": str, "frame_index": np.int64, "measured": bool}
-    return Table(
-        names=DETECTION_COLUMNS,
-        dtype=[dtypes.get(name, np.float64) for name in DETECTION_COLUMNS],
-    )
+    return _table_of(DETECTION_COLUMNS, _DETECTION_DTYPES, [])
 
 
 class _Builder:
@@ -3003,13 +3068,10 @@ class _Builder:
             cand_rows.append(cand)
             for row in self.rows[q]:
                 det_rows.append({"candidate_id": ident, **row})
-        candidates = _empty_candidates()
-        for row in cand_rows:
-            candidates.add_row([row[name] for name in CANDIDATE_COLUMNS])
-        detections = _empty_detections()
-        for row in det_rows:
-            detections.add_row([row[name] for name in DETECTION_COLUMNS])
-        return candidates, detections
+        return (
+            _table_of(CANDIDATE_COLUMNS, _CANDIDATE_DTYPES, cand_rows),
+            _table_of(DETECTION_COLUMNS, _DETECTION_DTYPES, det_rows),
+        )
 
 
 def link_session(
