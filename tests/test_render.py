@@ -308,6 +308,40 @@ def test_a_rerun_removes_gifs_of_candidates_that_are_gone(session, tmp_path) -> 
     assert not (out / "X0009_object.gif").exists()
 
 
+def test_long_crops_are_binned_to_the_largest_gif_and_small_ones_enlarged(session, tmp_path):
+    manifest = _render(session, tmp_path / "small", max_gif_px=100, min_gif_px=96)
+    for entry in manifest["candidates"]:
+        for name, (width, height) in entry["gif_px"].items():
+            assert max(width, height) <= 100, (name, width, height)
+            # Enlarged by a whole factor up to 96 px when that still fits in 100.
+            assert max(width, height) >= 96 or 2 * max(width, height) > 100
+    track = _entry(manifest, "T0001")
+    stars = track["gifs"]["stars"]
+    assert track["binning"][stars] >= 2  # a 110 px path binned, not cut
+    with Image.open(tmp_path / "small" / stars) as gif:
+        assert max(gif.size) <= 100
+
+
+def test_a_table_without_a_needed_column_is_named(session, tmp_path) -> None:
+    r = session["results"]
+    broken = tmp_path / "candidates.ecsv"
+    table = Table.read(r / "candidates.ecsv")
+    table.remove_column("kind")
+    table.write(broken, format="ascii.ecsv")
+    with pytest.raises(ValueError, match=r"candidates\.ecsv: no 'kind' column"):
+        render_session(
+            SESSION,
+            session["folder"],
+            r / "check" / "frames.ecsv",
+            broken,
+            r / "detections.ecsv",
+            r / "sky",
+            tmp_path / "render",
+            RenderSettings(),
+        )
+    assert not (tmp_path / "render" / "render.json").exists()
+
+
 def test_settings_refuse_unknown_keys_and_bad_values() -> None:
     with pytest.raises(ValueError, match="unknown key 'frame_duration'"):
         RenderSettings.from_mapping({"frame_duration": 100})
