@@ -219,6 +219,16 @@ def test_written_catalogue_reads_back_the_same(night: dict[str, Any]) -> None:
     assert not [p for p in night["out"].parent.iterdir() if p.name.startswith(".")]
 
 
+def test_a_subset_of_columns_reads_back_the_same(night: dict[str, Any]) -> None:
+    full = read_catalogue(night["out"])
+    some = read_catalogue(night["out"], columns=["y", "frame", "flags", "not_a_column"])
+    assert some.colnames == ["frame", "y", "flags"]  # the file's order; unknown ones skipped
+    assert len(some) == len(full)
+    for name in some.colnames:
+        assert (some[name] == full[name]).all()
+    assert some["y"].unit == "pix"
+
+
 def test_matched_filter_threshold_is_in_sigmas_of_the_filtered_noise() -> None:
     kernel = gaussian_kernel(3.0)
     assert kernel.dtype == np.float32 and kernel.shape[0] % 2 == 1 and kernel.max() == 1.0

@@ -134,7 +134,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from astropy.table import Table, vstack
+from astropy.table import Table
 from numpy.typing import NDArray
 
 __all__ = [
@@ -176,7 +176,18 @@ INPUT_COLUMNS: tuple[str, ...] = (
     "elongation",
     "sharpness",
 )
-"""Columns of the extraction catalogues that link needs (the others are carried along)."""
+"""Columns of the extraction catalogues that link needs."""
+
+USED_COLUMNS: tuple[str, ...] = (
+    *INPUT_COLUMNS,
+    "peak",
+    "xmin",
+    "xmax",
+    "ymin",
+    "ymax",
+    "flags",
+)
+"""Columns of the extraction catalogues that link reads when they are there."""
 
 CONTRACT_CANDIDATE_COLUMNS: tuple[str, ...] = (
     "id",
@@ -795,7 +806,7 @@ def _dets(detections: Table, frames: _Frames) -> tuple[_Dets, list[str]]:
 
 
 def read_detections(paths: Iterable[str | os.PathLike[str]]) -> Table:
-    """Read and join the extraction's chunk catalogues.
+    """Read and join the extraction's chunk catalogues: the columns link uses.
 
     Parameters
     ----------
@@ -805,18 +816,26 @@ def read_detections(paths: Iterable[str | os.PathLike[str]]) -> Table:
     Returns
     -------
     astropy.table.Table
-        All rows, in the order of the files.
+        All rows, in the order of the files, with the columns of :data:`USED_COLUMNS`
+        the files have. Columns are joined one at a time, so that the peak memory is the
+        joined table and one column more, not twice the table.
     """
     from spacepixels.extract import read_catalogue
 
-    tables = []
+    pieces: dict[str, list[Any]] = {}
     for p in paths:
-        table = read_catalogue(Path(p))
+        table = read_catalogue(Path(p), columns=USED_COLUMNS)
         if len(table.colnames):
-            tables.append(table)
-    if not tables:
+            for name in table.colnames:
+                pieces.setdefault(name, []).append(table[name].data)
+        del table
+    if not pieces:
         return Table(names=INPUT_COLUMNS, dtype=[str, int] + [float] * (len(INPUT_COLUMNS) - 2))
-    return vstack(tables, metadata_conflicts="silent") if len(tables) > 1 else tables[0]
+    names = [name for name in USED_COLUMNS if name in pieces]
+    joined = Table()
+    for name in names:
+        joined[name] = np.concatenate(pieces.pop(name))
+    return joined
 
 
 # --------------------------------------------------------------------------------------
