@@ -34,6 +34,7 @@ include: "workflow/rules/link.smk"
 include: "workflow/rules/solve.smk"
 include: "workflow/rules/measure.smk"
 include: "workflow/rules/render.smk"
+include: "workflow/rules/report.smk"
 
 
 rule all:

@@ -109,7 +109,9 @@ def test_runs_reruns_nothing_and_only_what_changed(tmp_path: Path, nights) -> No
     after = _output_times(results)
     changed = {path for path in after if after[path] != before.get(path)}
     assert changed, "the override changed nothing"
-    assert all(path.startswith("2026-03-14/M42/convert/") for path in changed), changed
+    # ...and the pages that show its previews: its report and the index.
+    pages = {"2026-03-14/M42/report.html", "2026-03-14/M42/report.json", "index.html"}
+    assert all(p.startswith("2026-03-14/M42/convert/") or p in pages for p in changed), changed
     mono = list((results / "2026-03-14/M42/convert/mono").glob("*.fits"))
     assert len(mono) == N_FRAMES - len(truth["2026-03-14/M42"]["cloudy_frames"])
 
@@ -119,7 +121,8 @@ def test_runs_reruns_nothing_and_only_what_changed(tmp_path: Path, nights) -> No
     assert fourth.returncode == 0, fourth.stderr[-3000:]
     latest = _output_times(results)
     changed = {path for path in latest if latest[path] != after.get(path)}
-    assert changed and all(path.startswith("2026-03-16/M1/") for path in changed), changed
+    assert changed and all(p.startswith("2026-03-16/M1/") or p == "index.html" for p in changed)
+    assert "2026-03-16/M1/report.html" in (results / "index.html").read_text()
 
 
 def test_bad_night_fails_alone_with_a_clear_message(tmp_path: Path, nights) -> None:
@@ -164,6 +167,10 @@ def test_bad_night_fails_alone_with_a_clear_message(tmp_path: Path, nights) -> N
     summary = json.loads((results / "n2/no times/check/summary.json").read_text())
     assert any("no usable time" in w for w in summary["warnings"])
     assert (results / "n2/no times/convert/stretch.json").exists()
+    # The index is written all the same: the good sessions linked, the broken one failed.
+    index = (results / "index.html").read_text()
+    assert 'href="n1/good/report.html"' in index
+    assert "only 0 of 5 frames passed the check" in index
 
 
 def test_bad_configuration_stops_before_any_job(tmp_path: Path, nights) -> None:

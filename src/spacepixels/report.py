@@ -60,6 +60,7 @@ __all__ = [
     "ReportSettings",
     "build_index",
     "build_report",
+    "index_after_failure",
     "observed_target",
     "read_benchmarks",
     "session_context",
@@ -925,7 +926,9 @@ def _first_error(logs: Path) -> str:
     """The first error line of a session's logs, or an empty string."""
     if not logs.is_dir():
         return ""
-    for path in sorted(logs.glob("*.log")):
+    order = {name: i for i, name in enumerate(STAGE_ORDER)}
+    paths = sorted(logs.glob("*.log"), key=lambda p: (order.get(p.stem.split("_")[0], 99), p.name))
+    for path in paths:
         try:
             lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
         except OSError:
@@ -1001,3 +1004,24 @@ def build_index(
     write_atomically(output, lambda p: p.write_text(html, encoding="utf-8"))
     logger.info("index of %d sessions in %s", sum(len(n["sessions"]) for n in shown), output)
     return shown
+
+
+def index_after_failure(results_root: str | os.PathLike[str], session_ids: Iterable[str]) -> str:
+    """Write ``<results_root>/index.html`` after a run in which a job failed.
+
+    Called by the workflow's ``onerror`` handler: with ``keep-going``, the other sessions
+    are done by then, and the index leads to them and names what failed.
+
+    Returns
+    -------
+    str
+        A line for the workflow's log saying what was done (never raises for an I/O or
+        data problem: the run has failed already, and this must not hide why).
+    """
+    output = Path(results_root) / "index.html"
+    try:
+        nights = build_index(results_root, session_ids, output)
+    except (OSError, ValueError) as exc:
+        return f"spacepixels: could not write {output} after the failure: {exc}"
+    failed = [s["session"] for n in nights for s in n["sessions"] if s["status"] != "done"]
+    return f"spacepixels: wrote {output}; without a report: {', '.join(failed) or 'none'}"

@@ -121,11 +121,14 @@ def session_targets(session_id):
         f"{base}/convert/stretch.json",
         f"{base}/candidates.ecsv",
         f"{base}/detections.ecsv",
+        f"{base}/report.html",
     ]
 
 
 def all_targets():
-    return [path for session_id in SESSIONS for path in session_targets(session_id)]
+    """Every session's outputs and the index of all sessions."""
+    paths = [path for session_id in SESSIONS for path in session_targets(session_id)]
+    return paths + [f"{RESULTS}/index.html"]
 
 
 for _session_id in SESSIONS:
