@@ -153,7 +153,18 @@ def test_blink_viewer_steps_plays_and_marks(demo, browser) -> None:
     page.wait_for_timeout(1200)
     assert frame() == paused
 
-    page.keyboard.press("m")
+    # A card's "blink" button shows the candidate's first frame with the markers on.
+    candidates = Table.read(session / "candidates.ecsv", format="ascii.ecsv")
+    later = next(c for c in candidates if c["frame_start"] != names[0])
+    page.click(f"article[data-candidate='{later['id']}'] button.to-blink")
+    assert page.inner_text("#blink-name") == later["frame_start"]
+    in_frame = int((detections["frame"] == later["frame_start"]).sum())
+    assert page.locator("#blink-markers circle, #blink-markers line").count() == in_frame
+
+    page.keyboard.press("ArrowLeft")
+    page.keyboard.press("ArrowRight")  # markers stay on while stepping
+    assert page.locator("#blink-markers circle, #blink-markers line").count() == in_frame
+    page.evaluate("window.scrollTo(0, 0)")
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "report-M31.png"), full_page=True)
     page.close()

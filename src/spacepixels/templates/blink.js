@@ -106,6 +106,20 @@
   markButton.addEventListener("click", toggleMarkers);
   slider.addEventListener("input", function () { show(parseInt(slider.value, 10) || 0); });
 
+  /* "blink" on a candidate's card: its first frame, markers on, the viewer in sight. */
+  Array.prototype.forEach.call(document.querySelectorAll("button.to-blink"), function (button) {
+    button.addEventListener("click", function () {
+      var name = button.getAttribute("data-frame");
+      var index = frames.findIndex(function (f) { return f.name === name; });
+      if (index < 0) { return; }
+      setPlaying(false);
+      showMarkers = true;
+      markButton.setAttribute("aria-pressed", "true");
+      show(index);
+      document.getElementById("blink").scrollIntoView({ behavior: "smooth", block: "start" });
+    });
+  });
+
   document.addEventListener("keydown", function (event) {
     if (event.altKey || event.ctrlKey || event.metaKey) { return; }
     var tag = event.target && event.target.tagName;
