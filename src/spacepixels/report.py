@@ -660,23 +660,29 @@ def _blink(
     by_file = {r["file"]: r for r in frames}
     markers: dict[str, list[dict[str, Any]]] = {}
     if detections is not None and len(detections):
-        cols = set(detections.colnames)
-        for row in detections:
-            frame = str(row["frame"])
-            x, y = _finite(row["x"]), _finite(row["y"])
-            if x is None or y is None:
-                continue
-            cid = str(row["candidate_id"])
+        # Whole columns at once (a row at a time is slow on astropy tables): preview
+        # pixels, NaN where a value is missing; a streak's ends only where all four exist.
+        def column(name: str) -> np.ndarray:
+            if name not in detections.colnames:
+                return np.full(len(detections), np.nan)
+            values = np.ma.filled(np.ma.asarray(detections[name], dtype=float), np.nan)
+            return np.round((values + 0.5) / binning, 2)
+
+        xs, ys = column("x"), column("y")
+        ends = np.column_stack([column(c) for c in ("x0", "y0", "x1", "y1")])
+        has_line = np.isfinite(ends).all(axis=1)
+        ids = [str(v) for v in detections["candidate_id"]]
+        names = [str(v) for v in detections["frame"]]
+        for i in np.flatnonzero(np.isfinite(xs) & np.isfinite(ys)):
             marker: dict[str, Any] = {
-                "id": cid,
-                "kind": kinds.get(cid, ""),
-                "x": round((x + 0.5) / binning, 2),
-                "y": round((y + 0.5) / binning, 2),
+                "id": ids[i],
+                "kind": kinds.get(ids[i], ""),
+                "x": float(xs[i]),
+                "y": float(ys[i]),
             }
-            ends = [_finite(row[c]) if c in cols else None for c in ("x0", "y0", "x1", "y1")]
-            if all(v is not None for v in ends):
-                marker["line"] = [round((v + 0.5) / binning, 2) for v in ends]  # type: ignore[operator]
-            markers.setdefault(frame, []).append(marker)
+            if has_line[i]:
+                marker["line"] = [float(v) for v in ends[i]]
+            markers.setdefault(names[i], []).append(marker)
     entries = []
     for item in stretch.get("previews", []) or []:
         file = str(item["file"])
