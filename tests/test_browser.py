@@ -13,6 +13,7 @@ import json
 import shutil
 import subprocess
 import sys
+import zipfile
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
@@ -188,3 +189,25 @@ def test_index_links_to_every_session_newest_night_first(demo, browser) -> None:
     assert page.locator("article.card").count() > 0
     page.close()
     assert errors == []
+
+
+def test_snakemake_report_gathers_the_pages_and_gifs(demo, tmp_path: Path) -> None:
+    work = demo.parent
+    nights = work.parent / "demo" / "nights"
+    archive = tmp_path / "report.zip"
+    command = [
+        SNAKEMAKE,
+        "--config",
+        f"input_root={nights}",
+        f"results_root={demo}",
+        "--report",
+        str(archive),
+    ]
+    done = subprocess.run(command, cwd=work, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    with zipfile.ZipFile(archive) as bundle:
+        names = [Path(n).name for n in bundle.namelist()]
+    assert names.count("report.html") == 1 + len(_sessions(demo))  # snakemake's own + ours
+    assert "index.html" in names
+    gifs = sorted(p.name for p in demo.glob("*/*/render/*.gif"))
+    assert gifs and set(gifs) <= set(names)
