@@ -381,11 +381,11 @@ def test_frames_without_time_are_kept_with_a_warning(tmp_path):
     assert math.isnan(rows["frame_000.fits"]["exposure_s"])
     assert rows["frame_000.fits"]["date_obs"] == ""
     assert rows["frame_004.fits"]["time_source"].startswith("unreadable: DATE-OBS")
-    # Timed frames first, then the others by name.
+    # Linked by frame order: every frame in file-name order (the capture order).
     assert list(table["file"]) == [
+        "frame_000.fits",
         "frame_001.fits",
         "frame_002.fits",
-        "frame_000.fits",
         "frame_003.fits",
         "frame_004.fits",
     ]
@@ -499,7 +499,7 @@ def test_written_files_are_strict_and_complete(tmp_path):
     assert str(back["fwhm"].unit) == "pix"
     assert str(back["background"].unit) == "adu"
     assert list(back["file"]) == list(table["file"])
-    assert math.isnan(back["mjd_mid"][-1])
+    assert math.isnan(back["mjd_mid"][0])  # untimed frame_000: the rows in file-name order
 
 
 def test_empty_session_gives_an_empty_table(tmp_path):

@@ -68,7 +68,8 @@ from astropy.table import Table
 from numpy.typing import NDArray
 
 from spacepixels.files import jsonable, write_atomically
-from spacepixels.frames import Frame, FrameReadError, read_frame
+from spacepixels.frames import Frame, FrameReadError, is_frame_name, read_frame
+from spacepixels.sessions import snakemake_path_variable
 from spacepixels.settings import section_values
 from spacepixels.times import ObservationTimeError, observation_time
 
@@ -840,6 +841,19 @@ def _read_and_measure(path: Path, settings: CheckSettings) -> _FrameResult:
     return result
 
 
+def _unusable_entry(path: Path, settings: CheckSettings) -> _FrameResult:
+    """The row of an entry named like a frame that discovery did not take as one."""
+    variable = snakemake_path_variable(path.name)
+    if variable is None:
+        return _read_and_measure(path, settings)  # fails before opening: not a file
+    result = _FrameResult(path=path, file=path.name)
+    result.read_error = (
+        f"its name holds {variable!r}, which Snakemake reads as a path variable, so it "
+        "was not read: rename the file"
+    )
+    return result
+
+
 # --------------------------------------------------------------------------- judging
 
 
@@ -1075,6 +1089,11 @@ def _choose_reference(ordered: list[_FrameResult], settings: CheckSettings) -> _
 # --------------------------------------------------------------------------- summary
 
 
+def _natural_key(name: str) -> list[tuple[int, int | str]]:
+    """Sort key putting ``light_9`` before ``light_10`` (numbers compared as numbers)."""
+    return [(0, int(part)) if part.isdigit() else (1, part) for part in re.split(r"(\d+)", name)]
+
+
 def _finite(value: float) -> float | None:
     return float(value) if value is not None and math.isfinite(value) else None
 
@@ -1307,7 +1326,12 @@ def check_session(
     settings : CheckSettings
         Thresholds and choices.
     other_files : sequence of str
-        Names of files in the session folder that are not frames (listed in the summary).
+        Names of the other entries of the session folder (discovery's ``other_files``).
+        Those named like frames (``.fits``, ...) become rejected rows, ``unreadable``,
+        saying why discovery left them out: not a regular file (a dangling link, a named
+        pipe, a link loop; never opened), or a name Snakemake cannot take (see
+        :func:`spacepixels.sessions.snakemake_path_variable`; never read). The rest are
+        listed in the summary as skipped.
     progress : bool
         Show a progress bar on standard error.
     workers : int
@@ -1317,8 +1341,10 @@ def check_session(
     Returns
     -------
     table : astropy.table.Table
-        One row per frame, sorted by mid-exposure time (frames without a time last, by
-        name), with the columns of :data:`FRAME_COLUMNS`:
+        One row per frame, sorted by mid-exposure time (rejected frames without a time
+        last, by name); when a frame that passed has no usable time, the session is linked
+        by frame order and every row is in file-name order (numbers in names compared as
+        numbers: the capture order). The columns are those of :data:`FRAME_COLUMNS`:
 
         - ``file``: the frame's base name; ``index``: its 0-based position in this order;
         - ``date_obs``: mid-exposure, ISO UTC ("" without a time); ``mjd_start``,
@@ -1355,6 +1381,9 @@ def check_session(
     from tqdm import tqdm
 
     paths = [Path(p) for p in frame_paths]
+    folder = paths[0].parent if paths else None
+    unusable = [n for n in other_files if folder is not None and is_frame_name(n)]
+    other_files = [n for n in other_files if n not in unusable]
     results: list[_FrameResult] = []
     with _measuring_pool(workers, len(paths)) as pool:
         measured = pool.map(_read_and_measure, paths, [settings] * len(paths))
@@ -1378,11 +1407,19 @@ def check_session(
             )
             results.append(result)
 
+    # Entries named like frames that discovery could not hand over: rows saying why.
+    results.extend(_unusable_entry(folder / name, settings) for name in unusable)
+
     ordered = sorted(
         results,
         key=lambda r: (0, r.mjd_mid, r.file) if math.isfinite(r.mjd_mid) else (1, 0.0, r.file),
     )
     shape = _judge(ordered, settings)
+    untimed = [r.file for r in ordered if not r.kinds and not math.isfinite(r.mjd_mid)]
+    if untimed:
+        # The session is then linked by frame order: take the capture order, which
+        # capture programs write into the file names, rather than the timed frames first.
+        ordered.sort(key=lambda r: _natural_key(r.file))
     reference = _choose_reference(ordered, settings)
     warnings: list[str] = []
     if len([r for r in ordered if r.read_error is None]) < 3:
@@ -1393,15 +1430,15 @@ def check_session(
     drift = _drift(ordered, reference, settings, warnings)
     peers = [r for r in ordered if r.read_error is None and shape is not None and r.shape == shape]
 
-    untimed = [r.file for r in ordered if not r.kinds and not math.isfinite(r.mjd_mid)]
     if untimed:
         they = "they" if len(untimed) > 1 else "it"
         warnings.insert(
             0,
             f"{_count(len(untimed), 'frame has', 'frames have')} no usable time: {they} will "
-            f"be linked by frame order ({_list_names(untimed)})",
+            f"be linked by frame order, the session's frames taken in file-name order "
+            f"({_list_names(untimed)})",
         )
-    same_time = Counter(r.mjd_mid for r in ordered if math.isfinite(r.mjd_mid))
+    same_time = Counter(r.mjd_mid for r in ordered if not r.kinds and math.isfinite(r.mjd_mid))
     shared = sum(n for n in same_time.values() if n > 1)
     if shared:
         warnings.append(

@@ -2,11 +2,12 @@
 
 Every stage reads pixels through :func:`read_frame`. It accepts what capture programs
 write: FITS of any bit depth (8, 16 with BZERO, 32 and 64-bit integers, 32 and 64-bit
-floats, with BZERO/BSCALE applied and BLANK pixels made NaN), tile-compressed ``.fz``,
-colour cubes in either axis order (planes first, ``(3, H, W)``, or last, ``(H, W, 3)``),
-one-shot-colour Bayer mosaics (``BAYERPAT``/``COLORTYP``), and XISF through the ``xisf``
-package. It returns the image as float32 in ADU, mono, in the geometry of the sensor, so
-that pixel coordinates mean the same thing in every frame and in the plate solution.
+floats, with BZERO/BSCALE applied and BLANK and infinite pixels made NaN),
+tile-compressed ``.fz``, colour cubes in either axis order (planes first, ``(3, H, W)``,
+or last, ``(H, W, 3)``), one-shot-colour Bayer mosaics (``BAYERPAT``/``COLORTYP``), and
+XISF through the ``xisf`` package. It returns the image as float32 in ADU, mono, in the
+geometry of the sensor, so that pixel coordinates mean the same thing in every frame and
+in the plate solution.
 
 The stored integers are read as they are and scaled once, straight into float32 (through
 float64 only for 32 and 64-bit integers, whose values float32 cannot hold exactly before
@@ -29,16 +30,20 @@ them for tile-compressed FITS. A Bayer mosaic is read with one row more on each 
 that its rows become mono exactly as in the whole frame; XISF is read whole and sliced.
 
 A file that cannot be read raises :class:`FrameReadError` with a one-line message naming
-the file and what is wrong with it; callers turn that into a rejected-frame row. The
+the file and what is wrong with it; callers turn that into a rejected-frame row. An entry
+that is not a regular file (a named pipe, a device) is never opened, since reading a pipe
+waits for a writer forever; a dangling link and a link loop are named as such. The
 reader never emits warnings: what astropy warns about while reading is either turned into
 that error (a truncated file) or logged at debug level.
 """
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import re
+import stat
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -101,8 +106,9 @@ class Frame:
     path : Path
         Where it was read from.
     data : ndarray of float32, shape (height, width)
-        Mono image in ADU, with BZERO/BSCALE applied; BLANK pixels are NaN. The array is
-        the caller's own (writable, C-contiguous).
+        Mono image in ADU, with BZERO/BSCALE applied; BLANK pixels and non-finite pixels
+        (NaN, and infinities, which become NaN) are NaN. The array is the caller's own
+        (writable, C-contiguous).
     header : astropy.io.fits.Header
         The image's header as stored (for XISF, the FITS keywords it carries). Its BZERO,
         BSCALE and BLANK describe the stored integers; ``data`` has them applied already.
@@ -280,13 +286,27 @@ def _scaled(raw: np.ndarray, bscale: float, bzero: float) -> NDArray[np.float32]
         if bscale != 1.0:
             wide *= bscale
         wide += bzero
-        return wide.astype(np.float32)
-    out = raw.astype(np.float32)
+        with np.errstate(over="ignore"):
+            return wide.astype(np.float32)
+    with np.errstate(over="ignore"):  # beyond float32: an infinity, made NaN by the caller
+        out = raw.astype(np.float32)
     if bscale != 1.0:
         out *= np.float32(bscale)
     if bzero != 0.0:
         out += np.float32(bzero)
     return out
+
+
+def _infinities_to_nan(data: NDArray[np.float32]) -> NDArray[np.float32]:
+    """Make infinite pixels NaN, in place: like NaN, they carry no measurement.
+
+    Every stage then treats the two alike, as missing pixels, where an infinity would
+    otherwise leak into means, medians of the sky and source fluxes.
+    """
+    infinite = np.isinf(data)
+    if infinite.any():
+        data[infinite] = np.nan
+    return data
 
 
 def _planes_to_mono(planes: list[np.ndarray], bscale: float, bzero: float) -> NDArray[np.float32]:
@@ -336,6 +356,8 @@ def _frame_from_array(
         raise _fail(path, f"{len(stored_shape)}-D data of shape {stored_shape} is not an image")
     if blank_mask is not None and blank_mask.any():
         data[blank_mask] = np.nan
+    if raw.dtype.kind == "f" or raw.dtype.itemsize >= 4:
+        _infinities_to_nan(data)  # stored infinities, or values float32 cannot hold
     if data.size == 0:
         raise _fail(path, f"image of shape {stored_shape} holds no pixels")
     if (raw.dtype.kind == "f" or blank_mask is not None) and not np.isfinite(data).any():
@@ -376,15 +398,51 @@ def _diagnose(path: Path, exc: BaseException) -> str:
     return f"not a readable FITS file ({_reason(exc)})"
 
 
+_FILE_KINDS = (
+    (stat.S_ISFIFO, "a named pipe"),
+    (stat.S_ISSOCK, "a socket"),
+    (stat.S_ISCHR, "a character device"),
+    (stat.S_ISBLK, "a block device"),
+)
+"""What a directory entry that is neither a file nor a folder may be, for messages."""
+
+
+def _unopenable(path: Path, exc: OSError) -> str:
+    """Say why ``stat`` failed: a dangling link, a link loop, or the system's reason."""
+    if exc.errno == errno.ELOOP:
+        return "a symbolic link loop (it leads back to itself)"
+    if path.is_symlink():
+        try:
+            target = os.readlink(path)
+        except OSError:
+            target = "?"
+        return f"a link to a missing file ({target})"
+    return f"cannot be opened ({exc.strerror or _reason(exc)})"
+
+
 def _check_size(path: Path) -> None:
+    """Fail early, without opening anything that is not a readable, non-empty file.
+
+    A named pipe or a device is never opened (reading a pipe would wait for a writer
+    forever); a dangling link, a link loop and a file without read permission each get
+    their own message.
+    """
     try:
-        size = path.stat().st_size
+        info = path.stat()
     except OSError as exc:
-        raise _fail(path, f"cannot be opened ({exc.strerror or _reason(exc)})") from exc
-    if path.is_dir():
+        raise _fail(path, _unopenable(path, exc)) from exc
+    if stat.S_ISDIR(info.st_mode):
         raise _fail(path, "is a directory, not a frame")
-    if size == 0:
+    if not stat.S_ISREG(info.st_mode):
+        kind = next((name for test, name in _FILE_KINDS if test(info.st_mode)), "not a file")
+        raise _fail(path, f"not a regular file ({kind}), so it was not opened")
+    if info.st_size == 0:
         raise _fail(path, "empty file (0 bytes)")
+    try:
+        with path.open("rb"):
+            pass
+    except OSError as exc:
+        raise _fail(path, f"cannot be read ({exc.strerror or _reason(exc)})") from exc
 
 
 def _only_padding_missing(hdu: fits.PrimaryHDU | fits.ImageHDU, path: Path) -> bool:
@@ -742,15 +800,19 @@ class FrameRows:
             and self._blank is None
             and (self._dtype.kind == "f" or self._dtype.itemsize <= 2)
         ):
-            # Straight into the caller's buffer: float32 holds these values exactly.
-            np.copyto(out, self._raw(y0, y1), casting="unsafe")
+            # Straight into the caller's buffer: float32 holds these values exactly (a
+            # float64 beyond its range becomes an infinity, then NaN, without a warning).
+            with np.errstate(over="ignore"):
+                np.copyto(out, self._raw(y0, y1), casting="unsafe")
             if self._bscale != 1.0:
                 out *= np.float32(self._bscale)
             if self._bzero != 0.0:
                 out += np.float32(self._bzero)
-            return out
+            return _infinities_to_nan(out) if self._dtype.kind == "f" else out
         else:
             rows = self._scale(self._raw(y0, y1))
+        if self._dtype.kind == "f" or self._dtype.itemsize >= 4:
+            rows = _infinities_to_nan(np.array(rows, dtype=np.float32, copy=False))
         if out is None:
             return np.ascontiguousarray(rows)
         out[...] = rows

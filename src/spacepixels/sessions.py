@@ -10,20 +10,48 @@ stage's business.
 Folders that hold some frames but too few, and files beside the frames that are not frames,
 are reported, never silently dropped. Hidden entries (``.name``) are passed over, symbolic
 links are followed, and a link that loops back into the tree is visited once.
+
+Snakemake (9.x) reads ``<name>`` (lower-case letters, digits, ``_``) anywhere in a rule's
+input or output paths as a *path variable* and replaces it, or stops the whole workflow
+when it is not defined. A frame whose name holds one (``light <script>.fits``) is therefore
+never handed to Snakemake: it is kept among the folder's other entries, and the check
+stage lists it as a rejected frame saying why. A folder whose path holds one is not taken
+as a session, and is named with the reason, so that the other sessions still run.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from spacepixels.frames import is_frame_name
 
-__all__ = ["Session", "Discovery", "DiscoveryError", "discover_sessions", "check_results_root"]
+__all__ = [
+    "Session",
+    "Discovery",
+    "DiscoveryError",
+    "discover_sessions",
+    "check_results_root",
+    "snakemake_path_variable",
+]
 
 logger = logging.getLogger(__name__)
+
+_PATH_VARIABLE = re.compile(r"<[a-z][a-z0-9_]*>")
+"""What Snakemake reads as a path variable in any input or output path (``<results>``)."""
+
+
+def snakemake_path_variable(name: str) -> str | None:
+    """The first part of ``name`` that Snakemake would read as a path variable, or None.
+
+    Such a part (``<script>``, ``<logs>``) would be replaced by Snakemake, or would stop
+    the whole workflow as undefined, in any path handed to a rule.
+    """
+    match = _PATH_VARIABLE.search(name)
+    return match.group(0) if match else None
 
 
 class DiscoveryError(ValueError):
@@ -43,7 +71,9 @@ class Session:
     frames : tuple of str
         File names of the frames, sorted.
     other_files : tuple of str
-        File names in the folder that are not frames (listed in the check summary).
+        Names in the folder that are not frames: other files (listed in the check
+        summary) and entries named like frames that are not regular files, such as a
+        dangling link or a named pipe (rows the check rejects as unreadable).
     """
 
     id: str
@@ -89,7 +119,7 @@ def _scan(folder: Path) -> tuple[list[str], list[str], list[Path]]:
                 is_file = entry.is_file(follow_symlinks=True)
             except OSError:
                 is_file = False
-            if is_file and is_frame_name(entry.name):
+            if is_file and is_frame_name(entry.name) and not snakemake_path_variable(entry.name):
                 frames.append(entry.name)
             else:
                 others.append(entry.name)
@@ -121,29 +151,45 @@ def discover_sessions(input_root: str | os.PathLike[str], min_frames: int) -> Di
         raise DiscoveryError(f"input_root {str(root)!r} does not exist")
     if not root.is_dir():
         raise DiscoveryError(f"input_root {str(root)!r} is not a folder")
+    variable = snakemake_path_variable(str(root.absolute()))
+    if variable:
+        raise DiscoveryError(
+            f"input_root {str(root)!r} holds {variable!r}, which Snakemake reads as a path "
+            "variable: rename it, or link it from a path without one"
+        )
 
     found = Discovery()
     seen: set[tuple[int, int]] = set()
     pending = [root]
     while pending:
         folder = pending.pop()
+        session_id = root.resolve().name if folder == root else folder.relative_to(root).as_posix()
         try:
             stat = folder.stat()
         except OSError as exc:
-            found.skipped.append((str(folder), f"cannot be read ({exc.strerror})"))
+            found.skipped.append((session_id, f"cannot be read ({exc.strerror})"))
             continue
         key = (stat.st_dev, stat.st_ino)
         if key in seen:
-            found.skipped.append((str(folder), "a link back to a folder already visited"))
+            found.skipped.append((session_id, "a link back to a folder already visited"))
             continue
         seen.add(key)
         try:
             frames, others, subfolders = _scan(folder)
         except OSError as exc:
-            found.skipped.append((str(folder), f"cannot be listed ({exc.strerror})"))
+            found.skipped.append((session_id, f"cannot be listed ({exc.strerror})"))
             continue
         pending.extend(reversed(subfolders))
-        session_id = root.resolve().name if folder == root else folder.relative_to(root).as_posix()
+        variable = snakemake_path_variable(session_id)
+        if variable and frames:
+            found.skipped.append(
+                (
+                    session_id,
+                    f"its path holds {variable!r}, which Snakemake reads as a path variable: "
+                    "rename the folder",
+                )
+            )
+            continue
         if len(frames) >= min_frames:
             found.sessions[session_id] = Session(session_id, folder, tuple(frames), tuple(others))
         elif frames:
