@@ -18,7 +18,7 @@ rule measure:
     benchmark:
         f"{RESULTS}/{{session}}/benchmarks/measure.tsv"
     conda:
-        "../../envs/frames.yaml"
+        "../../envs/solve.yaml"
     threads: 1
     resources:
         mem_mb=stage_resource("measure", "mem_mb"),

@@ -27,7 +27,7 @@ rule render:
     benchmark:
         f"{RESULTS}/{{session}}/benchmarks/render.tsv"
     conda:
-        "../../envs/frames.yaml"
+        "../../envs/report.yaml"
     threads: 1
     resources:
         mem_mb=stage_resource("render", "mem_mb"),

@@ -35,7 +35,7 @@ rule report:
     benchmark:
         f"{RESULTS}/{{session}}/benchmarks/report.tsv"
     conda:
-        "../../envs/frames.yaml"
+        "../../envs/report.yaml"
     threads: 1
     resources:
         mem_mb=stage_resource("report", "mem_mb"),
@@ -66,7 +66,7 @@ rule index:
     benchmark:
         f"{RESULTS}/benchmarks/index.tsv"
     conda:
-        "../../envs/frames.yaml"
+        "../../envs/report.yaml"
     threads: 1
     resources:
         mem_mb=stage_resource("report", "mem_mb"),

@@ -14,7 +14,7 @@ rule solve:
     benchmark:
         f"{RESULTS}/{{session}}/benchmarks/solve.tsv"
     conda:
-        "../../envs/frames.yaml"
+        "../../envs/solve.yaml"
     threads: 1
     resources:
         mem_mb=stage_resource("solve", "mem_mb"),
