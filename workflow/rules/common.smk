@@ -69,9 +69,20 @@ def stage_settings(stage):
     return settings
 
 
+_FRAME_FILES = {}
+
+
+def frame_files(session_id):
+    """The session's frame paths as strings, built once per run (parse time stays fast
+    for thousands of frames: input functions are called for every job)."""
+    if session_id not in _FRAME_FILES:
+        _FRAME_FILES[session_id] = [str(p) for p in SESSIONS[session_id].frame_paths]
+    return _FRAME_FILES[session_id]
+
+
 def session_frames(wildcards):
     """The session's frame files, as rule inputs (so a new or touched frame reruns)."""
-    return [str(p) for p in SESSIONS[wildcards.session].frame_paths]
+    return frame_files(wildcards.session)
 
 
 def session_folder(wildcards):
@@ -82,20 +93,24 @@ def other_files(wildcards):
     return list(SESSIONS[wildcards.session].other_files)
 
 
+_CHUNK_COUNTS = {}
+
+
 def chunk_count(session_id):
     """How many extraction chunks a session has (frames in name order, frames_per_job each)."""
-    section = spconfig.merge_stage(config, session_overrides(session_id), "extract")
-    per_job = section.get("frames_per_job") or 25
-    return max(1, -(-len(SESSIONS[session_id].frames) // per_job)), per_job
+    if session_id not in _CHUNK_COUNTS:
+        section = spconfig.merge_stage(config, session_overrides(session_id), "extract")
+        per_job = section.get("frames_per_job") or 25
+        count = max(1, -(-len(SESSIONS[session_id].frames) // per_job))
+        _CHUNK_COUNTS[session_id] = (count, per_job)
+    return _CHUNK_COUNTS[session_id]
 
 
 def chunk_frames(wildcards):
     """The frames of one extraction chunk."""
     count, per_job = chunk_count(wildcards.session)
     start = int(wildcards.chunk) * per_job
-    return [
-        str(p) for p in SESSIONS[wildcards.session].frame_paths[start : start + per_job]
-    ]
+    return frame_files(wildcards.session)[start : start + per_job]
 
 
 def session_chunks(wildcards):
