@@ -1,0 +1,66 @@
+"""A changed override for one session reruns only that session, on a tree of several sessions.
+
+This is the small-tree check behind ``benchmarks/scale.py`` and uses its procedure: the real
+workflow runs on one session, its results and Snakemake records are copied to the other
+sessions (identical frames), and the real workflow then has nothing left to do but the index
+over all sessions. That last point is asserted first, so a copy that did not stand exactly
+for a real run would fail here rather than flatter the benchmark.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+import scale  # noqa: E402
+
+pytestmark = [pytest.mark.workflow, pytest.mark.slow]
+
+N_SESSIONS = 4
+N_FRAMES = 10
+
+
+@pytest.fixture(scope="module")
+def finished_tree(tmp_path_factory: pytest.TempPathFactory):
+    base = tmp_path_factory.mktemp("scale")
+    nights, results, work = base / "nights", base / "results", base / "work"
+    ids = scale.make_tree(nights, N_SESSIONS, N_FRAMES)
+    scale.make_workdir(work)
+    alone = base / "alone"
+    (alone / ids[0]).parent.mkdir(parents=True)
+    (alone / ids[0]).symlink_to(nights / ids[0])
+    scale.snakemake(work, alone, results, "--quiet")
+    scale._rename_inputs(work, results, alone, nights)
+    for other in ids[1:]:
+        assert scale.clone_session(work, nights, results, ids[0], other) > 10
+    _, _, output = scale.snakemake(work, nights, results)
+    assert scale.jobs_run(output) == ["index (-)"], output[-3000:]
+    return work, nights, results, ids
+
+
+def test_nothing_to_do_once_every_session_is_done(finished_tree) -> None:
+    work, nights, results, _ = finished_tree
+    _, _, output = scale.snakemake(work, nights, results, "--dry-run")
+    assert "Nothing to be done" in output, scale.jobs_run(output)
+
+
+def test_a_changed_override_reruns_only_that_session(finished_tree) -> None:
+    work, nights, results, ids = finished_tree
+    changed = ids[2]
+    override = work / "config" / "sessions" / f"{changed}.yaml"
+    override.parent.mkdir(parents=True, exist_ok=True)
+    override.write_text("link:\n  max_gap_frames: 3\n")
+    try:
+        _, _, output = scale.snakemake(work, nights, results, "--dry-run")
+    finally:
+        override.unlink()
+    planned = scale.jobs_run(output)
+    rules = {job.split(" ")[0] for job in planned}
+    # link and everything after it, for that session; nothing before link, nothing elsewhere.
+    assert {"link", "measure", "report"} <= rules, planned
+    assert not rules & {"check", "convert", "tune", "model_sky", "extract", "solve"}, planned
+    others = [job for job in planned if f"({changed})" not in job and job != "index (-)"]
+    assert not others, f"jobs of other sessions would rerun: {others}"
