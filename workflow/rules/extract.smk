@@ -13,6 +13,11 @@ rule extract:
         f"{RESULTS}/{{session}}/logs/extract_{{chunk}}.log",
     benchmark:
         f"{RESULTS}/{{session}}/benchmarks/extract_{{chunk}}.tsv"
+    # On a cluster, chunks travel in groups (profiles/slurm sets how many per Slurm job
+    # with group-components), so a long night is not thousands of tiny jobs. The group's
+    # name has no wildcard: a "/" from a session id breaks the Slurm executor's job script.
+    group:
+        "extract"
     conda:
         "../../envs/frames.yaml"
     threads: 1
