@@ -133,7 +133,7 @@ def test_the_demo_runs_with_the_network_blocked(tmp_path: Path, robustness_summa
     )
     output = done.stdout + done.stderr
     assert done.returncode == 0, output[-3000:]
-    sessions = sorted(p.parent.relative_to(results) for p in results.rglob("candidates.ecsv"))
+    sessions = sorted(p.parent.relative_to(results) for p in results.glob("*/*/candidates.ecsv"))
     assert len(sessions) >= 3, sessions
     attempts = log.read_text() if log.exists() else ""
     assert attempts == "", f"something tried to connect:\n{attempts}"
