@@ -149,6 +149,7 @@ def main() -> None:
             return original(path)
 
         render.read_frame = counting  # type: ignore[assignment]
+        cpu_start = time.process_time()
         try:
             manifest = render.render_session(
                 SESSION,
@@ -162,12 +163,15 @@ def main() -> None:
             )
         finally:
             render.read_frame = original  # type: ignore[assignment]
+        cpu = time.process_time() - cpu_start
         naive = sum(
             len(set(c["frames"])) * len(set(c["gifs"].values())) for c in manifest["candidates"]
         )
         print(
             f"render: {manifest['seconds']:.2f} s in all, reading {manifest['read_seconds']:.2f} s "
-            f"(floor: every good frame read once, {floor:.2f} s)"
+            f"(floor: every good frame read once, {floor:.2f} s); CPU {cpu:.2f} s, "
+            f"{cpu / max(1, len(manifest['candidates'])):.3f} s per candidate (a loaded machine "
+            "stretches the wall-clock figures, not this one)"
         )
         print(
             f"frames read: {manifest['frames_read']} ({len(reads)} reader calls, "
