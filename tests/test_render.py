@@ -342,6 +342,34 @@ def test_a_table_without_a_needed_column_is_named(session, tmp_path) -> None:
     assert not (tmp_path / "render" / "render.json").exists()
 
 
+def test_frames_without_times_follow_the_path_by_their_order(session, tmp_path) -> None:
+    """Untimed frames: the path is fitted against the frames' order, and the mover still
+    stands at the centre (its cadence is regular but for the gap, so allow a little)."""
+    r = session["results"]
+    frames = Table.read(r / "check" / "frames.ecsv")
+    frames["mjd_mid"] = np.nan
+    frames.write(tmp_path / "frames.ecsv", format="ascii.ecsv")
+    detections = Table.read(r / "detections.ecsv")
+    detections["mjd"] = np.nan
+    detections.write(tmp_path / "detections.ecsv", format="ascii.ecsv")
+    manifest = render_session(
+        "2026-03-14/Ωmega ✓",  # a title the bitmap font could not draw
+        session["folder"],
+        tmp_path / "frames.ecsv",
+        r / "candidates.ecsv",
+        tmp_path / "detections.ecsv",
+        r / "sky",
+        tmp_path / "render",
+        RenderSettings(),
+    )
+    entry = _entry(manifest, "T0001")
+    frames_shown = _grey_frames(tmp_path / "render" / entry["gifs"]["object"])
+    cy, cx = (np.array(frames_shown[0].shape) - 1) / 2.0
+    for image in frames_shown:
+        x, y = _centroid(image, cx, cy, radius=9)
+        assert math.hypot(x - cx, y - cy) / 3 < 3.0
+
+
 def test_settings_refuse_unknown_keys_and_bad_values() -> None:
     with pytest.raises(ValueError, match="unknown key 'frame_duration'"):
         RenderSettings.from_mapping({"frame_duration": 100})

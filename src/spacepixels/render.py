@@ -698,10 +698,20 @@ def _font(size: int) -> Any:
         return ImageFont.load_default()
 
 
-def _frame_label(frames: _Frames, k: int) -> str:
+def _frame_label(frames: _Frames, k: int, font: Any) -> str:
     mjd = float(frames.mjd[k])
     when = mjd_to_iso(mjd)[11:19] + " UTC" if math.isfinite(mjd) else "no time"
-    return f"{frame_stem(frames.files[k])}  {when}"
+    return _drawable(f"{frame_stem(frames.files[k])}  {when}", font)
+
+
+def _drawable(text: str, font: Any) -> str:
+    """``text`` as the font can draw it: Pillow's bitmap fallback font (without FreeType)
+    knows Latin-1 only, so other characters of a file name become ``?``."""
+    try:
+        font.getbbox(text)
+    except UnicodeEncodeError:
+        return text.encode("latin-1", "replace").decode("latin-1")
+    return text
 
 
 def _dotted_circle(draw: Any, x: float, y: float, r: float, fill: int, width: int) -> None:
@@ -761,7 +771,7 @@ def _encode_view(view: _View, frames: _Frames, settings: RenderSettings) -> tupl
             colour = palette.detected if k in cand.detected else palette.predicted
             if cand.first <= k <= cand.last or k in cand.ends:
                 _edge_ticks(draw, w * zoom, h * zoom, colour, line)
-        label = _frame_label(frames, k)
+        label = _frame_label(frames, k, font)
         left, top, right, bottom = draw.textbbox((3, 2), label, font=font)
         draw.rectangle((0, 0, right + 3, bottom + 2), fill=palette.black)
         draw.text((3, 2), label, fill=palette.text, font=font)
@@ -830,13 +840,14 @@ def _overview_base(
 def _label(
     draw: Any, xy: tuple[float, float], text: str, colour: tuple[int, int, int], font: Any
 ) -> None:
+    text = _drawable(text, font)
     draw.text(xy, text, fill=colour, font=font, stroke_width=2, stroke_fill=(0, 0, 0))
 
 
 def _legend(draw: Any, entries: list[tuple[str, tuple[int, int, int]]], font: Any) -> None:
     """The legend under the title, on a dark box."""
     y = 26
-    right = max(draw.textbbox((24, 0), text, font=font)[2] for text, _ in entries)
+    right = max(draw.textbbox((24, 0), _drawable(text, font), font=font)[2] for text, _ in entries)
     draw.rectangle((4, y - 2, right + 6, y + 16 * len(entries) + 2), fill=(0, 0, 0))
     for text, colour in entries:
         draw.rectangle((8, y + 3, 18, y + 13), fill=colour)
