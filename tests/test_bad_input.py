@@ -198,7 +198,7 @@ def test_every_other_session_completes(run: CorpusRun, key: str) -> None:
                 assert list(got) == list(want), column
     elif case.compare == "found":  # the clear tracks; a faint one may come and go
         tracks = healthy[(healthy["kind"] == "track") & (healthy["snr_median"] >= 8)]
-        assert len(tracks) >= 2
+        assert len(tracks) >= 1
         for track in tracks:
             distance = np.hypot(
                 np.asarray(candidates["x_start"]) - track["x_start"],
