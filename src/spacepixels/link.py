@@ -128,7 +128,7 @@ import math
 import os
 import statistics
 import tempfile
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
@@ -746,9 +746,12 @@ def _dets(detections: Table, frames: _Frames) -> tuple[_Dets, list[str]]:
     if missing:
         raise ValueError(f"the detections have no column(s) {', '.join(missing)}")
     ordinal = {name: k for k, name in enumerate(frames.file)}
-    names = [str(v) for v in detections["frame"]]
-    f = np.array([ordinal.get(name, -1) for name in names], dtype=np.int64)
-    unknown = sorted({n for n, k in zip(names, f, strict=True) if k < 0})
+    # Each frame's name once, not one Python string per detection (millions of them).
+    names, which = np.unique(np.asarray(detections["frame"]), return_inverse=True)
+    of_name = np.array([ordinal.get(str(name), -1) for name in names], dtype=np.int64)
+    f = of_name[which.ravel()] if names.size else np.zeros(0, dtype=np.int64)
+    del which
+    unknown = sorted(str(n) for n, k in zip(names, of_name, strict=True) if k < 0)
     if unknown:
         warnings.append(
             f"{len(unknown)} frame(s) with detections are not good frames of the check "
@@ -1480,8 +1483,11 @@ def _stack_movers(
         return []
     size = 2 * int(round(rs.fwhm)) + 1
     level = _DIPOLE_SIGMA * noise
-    positive = (difference >= level) & (difference == ndimage.maximum_filter(difference, size))
-    negative = (difference <= -level) & (difference == ndimage.minimum_filter(difference, size))
+    # One filtered image at a time (each is as large as a frame).
+    positive = difference >= level
+    positive &= difference == ndimage.maximum_filter(difference, size)
+    negative = difference <= -level
+    negative &= difference == ndimage.minimum_filter(difference, size)
     if defects is not None and defects.shape == difference.shape:
         # Hot pixels and bad columns change between the stacks with the dark current.
         near_defect = ndimage.binary_dilation(defects > 0, iterations=2)
@@ -2668,6 +2674,23 @@ def _segment_distance(x: float, y: float, s: _Streak) -> float:
 # Step 5: flashes
 
 
+def _neighbours_in_batches(
+    tree: Any,
+    x: NDArray[np.float64],
+    y: NDArray[np.float64],
+    idx: NDArray[np.int64],
+    reach: float,
+    batch: int = 4096,
+) -> Iterator[tuple[int, list[int]]]:
+    """Each of ``idx`` with the points of ``tree`` within ``reach`` of it, queried a batch
+    at a time (a star seen in every frame has a neighbour per frame: the lists of all of
+    them at once would hold hundreds of megabytes)."""
+    for start in range(0, idx.size, batch):
+        part = idx[start : start + batch]
+        near = tree.query_ball_point(np.column_stack([x[part], y[part]]), reach)
+        yield from zip(part.tolist(), near, strict=True)
+
+
 def _find_flashes(
     d: _Dets,
     frames: _Frames,
@@ -2702,8 +2725,7 @@ def _find_flashes(
     keep = []
     # "Alone" means nothing within the seeing's reach: a star that close blends with it.
     reach = max(rs.match_radius_px, 1.5 * rs.fwhm)
-    near_all = tree.query_ball_point(np.column_stack([d.X[idx], d.Y[idx]]), reach)
-    for i, near in zip(idx, near_all, strict=True):
+    for i, near in _neighbours_in_batches(tree, d.X, d.Y, idx, reach):
         near_i = np.asarray(near, dtype=np.int64)
         others = near_i[d.f[near_i] != d.f[i]]
         if others.size == 0:
@@ -3094,7 +3116,7 @@ class _Builder:
 
 
 def link_session(
-    detections: Table,
+    detections: Table | Sequence[str | os.PathLike[str]],
     frames_table: Table,
     sky_dir: str | os.PathLike[str] | None,
     settings: LinkSettings | None = None,
@@ -3103,10 +3125,12 @@ def link_session(
 
     Parameters
     ----------
-    detections : astropy.table.Table
+    detections : astropy.table.Table or sequence of path-like
         The extraction's sources of every good frame (all chunks joined, see
         :func:`read_detections`), with at least the columns of :data:`INPUT_COLUMNS`;
-        ``x``, ``y`` are 0-based pixel positions with ``x`` the column.
+        ``x``, ``y`` are 0-based pixel positions with ``x`` the column. Or the chunk
+        catalogues' paths: they are then read here, and the table is let go once link
+        holds what it needs of it (a smaller peak memory).
     frames_table : astropy.table.Table
         The check stage's ``check/frames.ecsv`` (``file``, ``index``, ``mjd_mid``,
         ``exposure_s``, ``status``, ``dx``, ``dy``, ``width``, ``height`` are used).
@@ -3154,7 +3178,10 @@ def link_session(
         fwhm = 3.0
         warnings.append("no seeing measurement: assumed a FWHM of 3 px")
     rs = _resolve(settings, fwhm, frames.n)
+    if not isinstance(detections, Table):
+        detections = read_detections(detections)
     d, more = _dets(detections, frames)
+    del detections  # what link needs is in d now (when the caller holds no reference)
     warnings += more
     stats: dict[str, Any] = {
         "settings": rs.as_dict(),
@@ -3186,6 +3213,7 @@ def link_session(
     zone = _saturated_zone(sky.stack, rs.fwhm)
     if sky.early is not None and sky.late is not None and frames.n >= 3:
         early_late = _EarlyLate(sky, frames, rs.fwhm, zone)
+        sky.early = sky.late = None  # early_late holds what is needed of them
     else:
         warnings.append("no early and late stacks: slow movers are not confirmed on them")
     finder = _TrackFinder(d, frames, rs, free | (d.cls == _STATIC), early_late, ratio, zone)
