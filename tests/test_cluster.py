@@ -144,6 +144,7 @@ def test_demo_runs_under_slurm_like_it_runs_locally(tmp_path: Path, cluster) -> 
     submitted = dict(re.findall(r"Job (\S+) has been submitted with SLURM jobid (\d+)", log))
     job_stats = re.search(r"^total\s+(\d+)", log, flags=re.M)
     assert job_stats and submitted, log[-3000:]
+    assert set(re.findall(r"localrule (\w+):", log)) <= {"all"}, "a job ran outside Slurm"
     slurm_logs = list((work / ".snakemake" / "slurm_logs").rglob("*.log"))
     assert {p.stem for p in slurm_logs} == set(submitted.values())
     controller = (cluster.state / "slurmctld.log").read_text()
@@ -173,8 +174,6 @@ def test_demo_runs_under_slurm_like_it_runs_locally(tmp_path: Path, cluster) -> 
         for name in mine.colnames:
             same = np.array_equal(mine[name], theirs[name], equal_nan=mine[name].dtype.kind == "f")
             assert same, f"{session_id}: column {name} differs from the local run's"
-        chunks = sorted((results / session_id / "extract").glob("chunk_*.ecsv"))
-        assert len(chunks) == 4, session_id
 
 
 def test_a_cluster_that_cannot_start_says_why(monkeypatch: pytest.MonkeyPatch) -> None:
