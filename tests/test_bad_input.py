@@ -30,8 +30,6 @@ from astropy.table import Table
 
 pytestmark = [pytest.mark.workflow, pytest.mark.slow]
 
-HOSTILE_KEY = "2026-03-22/hostile"
-
 
 @dataclass
 class CorpusRun:
@@ -123,16 +121,7 @@ def test_healthy_session_completes(run: CorpusRun) -> None:
 # --------------------------------------------------------------------------- per case
 
 _COMPLETING = [
-    pytest.param(
-        key,
-        marks=pytest.mark.xfail(
-            strict=True,
-            reason="skymodel.py writes the first frame's name into a FITS header card "
-            "(FIRST), which refuses non-ASCII names: the sky stage fails for this session",
-        ),
-    )
-    if key == HOSTILE_KEY
-    else key
+    key
     for key, build in corpus.BUILDERS.items()
     if build not in (corpus._too_few, corpus._path_variable_folder, corpus._all_bad)
 ]
@@ -318,11 +307,9 @@ def test_summary_line(run: CorpusRun, record_property, robustness_summary) -> No
     record_property("bad_input_summary", line)
     robustness_summary(line + "\n" + table)
     assert len(outcomes) == len(corpus.BUILDERS)
-    assert "absent" not in tally and "incomplete" not in tally or HOSTILE_KEY in outcomes
+    assert "absent" not in tally and "incomplete" not in tally
     expected = {key: run.cases[key].expect for key in outcomes}
     for key, outcome in outcomes.items():
-        if key == HOSTILE_KEY:
-            continue  # its sky stage fails: see the xfail above
         if expected[key] == "not a session":
             assert outcome == "not a session", key
         elif expected[key] == "session error":

@@ -185,3 +185,27 @@ def test_float_frames_with_blank_areas_stack_without_nan(tmp_path: Path) -> None
     assert stack[41, 31] > 400.0 and abs(float(np.median(stack))) < 5.0
     mask = fits.getdata(tmp_path / "sky" / "stationary_mask.fits")
     assert mask[41, 31] == 1 and summary["mask_fraction"] < 0.1
+
+
+def test_frames_named_in_any_script_make_a_sky_model(night: dict[str, Any], tmp_path: Path) -> None:
+    # A FITS header holds printable ASCII only; the names go there escaped, and as they
+    # are into sky.json.
+    names = ["Mond über Málaga 月.fits", "Mond über Málaga 月 (2).fits"]
+    renamed = []
+    for name, source in zip(names, night["good"][:2], strict=True):
+        target = tmp_path / "in" / name
+        target.parent.mkdir(exist_ok=True)
+        target.write_bytes(source.read_bytes())
+        renamed.append(target)
+    renamed += night["good"][2:]
+    table = night["table"].copy()
+    table["file"] = [
+        {p.name: r.name for p, r in zip(night["good"], renamed, strict=True)}.get(str(f), str(f))
+        for f in table["file"]
+    ]
+    summary = model_sky(renamed, table, {}, SkySettings(memory_mb=MEMORY_MB), tmp_path / "sky")
+    assert summary["n_frames"] == len(renamed)
+    first = fits.getheader(tmp_path / "sky" / "early.fits")["FIRST"]
+    assert first == "Mond \\xfcber M\\xe1laga \\u6708.fits"
+    info = json.loads((tmp_path / "sky" / "sky.json").read_text(encoding="utf-8"))
+    assert names[0] in json.dumps(info, ensure_ascii=False)

@@ -398,6 +398,13 @@ def _tuned_value(tuned: Mapping[str, Any] | None, section: str, key: str) -> Any
 # --------------------------------------------------------------------------- public
 
 
+def _card_text(text: str) -> str:
+    """``text`` as a FITS header value can hold it: printable ASCII, with other characters
+    escaped (a frame's name may hold anything; sky.json keeps it as it is)."""
+    escaped = text.encode("ascii", "backslashreplace").decode("ascii")
+    return "".join(c if " " <= c <= "~" else "?" for c in escaped)
+
+
 def model_sky(
     frame_paths: Sequence[Path],
     frames_table: Table | None,
@@ -504,8 +511,9 @@ def model_sky(
 
     names = [r.path.name for r in readers]
     cards = {"NFRAMES": n, "BUNIT": "adu", "COMMENT": "spacepixels sky model"}
-    _write_image(out_dir / "early.fits", early, {**cards, "NFRAMES": n_edge, "FIRST": names[0]})
-    _write_image(out_dir / "late.fits", late, {**cards, "NFRAMES": n_edge, "LAST": names[-1]})
+    first, last = _card_text(names[0]), _card_text(names[-1])
+    _write_image(out_dir / "early.fits", early, {**cards, "NFRAMES": n_edge, "FIRST": first})
+    _write_image(out_dir / "late.fits", late, {**cards, "NFRAMES": n_edge, "LAST": last})
     stationary = early
     np.minimum(stationary, late, out=stationary)
     if middle is not None:
