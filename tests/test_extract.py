@@ -28,7 +28,7 @@ from spacepixels.extract import (
     read_catalogue,
     single_pixel_sharpness,
 )
-from spacepixels.frames import is_frame_name
+from spacepixels.frames import is_frame_name, read_frame
 from spacepixels.skymodel import SkySettings, model_sky
 from spacepixels.synth import ObjectSpec
 from spacepixels.tune import TuneSettings, resolve, tune_session
@@ -327,3 +327,26 @@ def test_an_empty_chunk_writes_an_empty_catalogue(tmp_path: Path) -> None:
     assert len(catalogue) == 0 and catalogue.colnames == list(EXTRACT_COLUMNS)
     assert len(read_catalogue(out)) == 0
     assert catalogue.meta["skipped"] == [{"file": "a.fits", "reason": "x"}]
+
+
+def test_a_float_frame_among_integer_ones_knows_where_it_saturates(
+    night: dict[str, Any], tmp_path: Path
+) -> None:
+    # The same frame stored as float32 with no SATURATE card: the reader cannot tell its
+    # level, so the session's (from the check) marks its saturated stars as before.
+    source = night["good"][0]
+    frame = read_frame(source)
+    data, header = frame.data, frame.header.copy()
+    for key in ("SATURATE", "BZERO", "BSCALE", "DATAMAX"):
+        header.remove(key, ignore_missing=True)
+    as_float = tmp_path / source.name
+    fits.writeto(as_float, data, header)
+    assert not np.isfinite(read_frame(as_float).saturation_adu)
+    table = night["table"].copy()
+    table["saturation_adu"][table["file"] == source.name] = np.nan
+    values, _ = resolve({"frames_per_job": 25}, night["tuned"]["extract"])
+    floated = extract_frames([as_float], table, values, None)
+    usual = night["catalogue"][night["catalogue"]["frame"] == source.name]
+    flagged = (floated["flags"] & FLAG_SATURATED) > 0
+    assert flagged.sum() > 0
+    assert flagged.sum() == ((usual["flags"] & FLAG_SATURATED) > 0).sum()

@@ -111,11 +111,13 @@ FRAME_COLUMNS: tuple[str, ...] = (
     "darkest_adu",
     "corner_darkening",
     "fwhm_minor",
+    "saturation_adu",
 )
 """The columns of ``check/frames.ecsv``, in order. The first 21 are the public contract;
 ``reason_kind`` (comma-separated kinds from :data:`REASON_KINDS`), ``drift_stars`` (stars
 matched to measure the offset), ``nonfinite_fraction``, ``darkest_adu``,
-``corner_darkening`` and ``fwhm_minor`` (FWHM across the narrow axis, which judges focus)
+``corner_darkening``, ``fwhm_minor`` (FWHM across the narrow axis, which judges focus) and
+``saturation_adu`` (the level at which the frame's pixels saturate, which extraction uses)
 are there to explain the reasons and hints."""
 
 REASON_KINDS: tuple[str, ...] = (
@@ -364,6 +366,7 @@ class _FrameResult:
     elongation: float = math.nan
     saturated_fraction: float = math.nan
     darkest_adu: float = math.nan
+    saturation_adu: float = math.nan
     corner_darkening: float = math.nan
     star_xy: NDArray[np.float64] = field(default_factory=lambda: np.empty((0, 2)))
     hot_candidates: NDArray[np.int64] = field(default_factory=lambda: np.empty(0, np.int64))
@@ -757,6 +760,7 @@ def _measure_pixels(result: _FrameResult, frame: Frame, settings: CheckSettings)
         else float(frame.saturation_adu)
     )
     saturation = _effective_saturation(data, saturation)
+    result.saturation_adu = saturation
     result.saturated_fraction = _saturation_fraction(data, saturation)
     result.darkest_adu = float(np.quantile(data[::4, ::4], 1e-3))
     if min(data.shape) < _MIN_MEASURED_SIZE:
@@ -1363,7 +1367,9 @@ def check_session(
         - ``drift_stars``: stars matched to measure ``dx``, ``dy``;
         - ``nonfinite_fraction``, ``darkest_adu`` (0.1th percentile),
           ``corner_darkening`` (fraction by which the sky's corners are darker),
-          ``fwhm_minor`` (pix, across the stars' narrow axis).
+          ``fwhm_minor`` (pix, across the stars' narrow axis), ``saturation_adu`` (adu:
+          the header's or the stored type's level, or the plateau the frame tops out at;
+          NaN when unknown).
     summary : dict
         Strict-JSON-ready: ``counts`` (``frames``, ``ok``, ``rejected``,
         ``rejected_by_reason``), ``skipped_files``, ``reference_frame``, ``shape``
@@ -1517,6 +1523,7 @@ def _table(ordered: list[_FrameResult], summary: Mapping[str, Any]) -> Table:
         "darkest_adu": [r.darkest_adu for r in ordered],
         "corner_darkening": [r.corner_darkening for r in ordered],
         "fwhm_minor": [r.fwhm_minor for r in ordered],
+        "saturation_adu": [r.saturation_adu for r in ordered],
     }
     dtypes = {
         "file": str,
@@ -1546,6 +1553,7 @@ def _table(ordered: list[_FrameResult], summary: Mapping[str, Any]) -> Table:
         "dy": u.pix,
         "darkest_adu": u.adu,
         "fwhm_minor": u.pix,
+        "saturation_adu": u.adu,
     }
     table = Table()
     for name in FRAME_COLUMNS:

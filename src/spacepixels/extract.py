@@ -815,6 +815,32 @@ def _frame_rows(frames_table: Table | None) -> dict[str, dict[str, Any]]:
     return rows
 
 
+def _usual_saturation(frames_table: Table | None) -> float:
+    """The median saturation level of the session's good frames (NaN when none has one)."""
+    if frames_table is None or "saturation_adu" not in frames_table.colnames:
+        return math.nan
+    ok = np.asarray(frames_table["status"]) == "ok" if "status" in frames_table.colnames else True
+    levels = np.asarray(frames_table["saturation_adu"], dtype=np.float64)[ok]
+    levels = levels[np.isfinite(levels) & (levels > 0)]
+    return float(np.median(levels)) if levels.size else math.nan
+
+
+def _saturation_level(
+    settings: ExtractSettings,
+    row: Mapping[str, Any] | None,
+    frame_level: float,
+    usual: float,
+) -> float:
+    """A frame's saturation level: configured, else the check's for this frame (which
+    knows a plateau below the type's limit), else the reader's, else the session's."""
+    if settings.saturation_adu is not None:
+        return float(settings.saturation_adu)
+    for level in (row.get("saturation_adu") if row is not None else None, frame_level, usual):
+        if level is not None and math.isfinite(float(level)) and float(level) > 0:
+            return float(level)
+    return math.nan
+
+
 def _median_fwhm(frames_table: Table | None) -> float | None:
     if frames_table is None or "fwhm" not in frames_table.colnames or len(frames_table) == 0:
         return None
@@ -896,8 +922,11 @@ def extract_frames(
         The chunk's frames.
     frames_table : astropy.table.Table or None
         ``check/frames.ecsv``: frames whose ``status`` is not ``"ok"`` are skipped; its
-        ``index`` and ``mjd_mid`` give each source's ``frame_index`` and ``mjd``, and its
-        median ``fwhm`` the kernel when none was tuned or configured.
+        ``index`` and ``mjd_mid`` give each source's ``frame_index`` and ``mjd``, its
+        median ``fwhm`` the kernel when none was tuned or configured, and its
+        ``saturation_adu`` each frame's saturation level (the session's median level for
+        a frame that has none, such as a float frame among integer ones) unless
+        ``saturation_adu`` is configured.
     values : Mapping
         The resolved ``extract`` settings (configured or tuned, see
         :func:`spacepixels.tune.resolve`); keys of :class:`ExtractSettings`, None or
@@ -941,6 +970,7 @@ def extract_frames(
     """
     settings = ExtractSettings.from_mapping(values).completed(_median_fwhm(frames_table))
     rows = _frame_rows(frames_table)
+    usual_saturation = _usual_saturation(frames_table)
     parts: list[dict[str, NDArray[Any]]] = []
     per_frame: list[dict[str, Any]] = []
     skipped: list[dict[str, str]] = []
@@ -953,11 +983,7 @@ def extract_frames(
             logger.info("%s skipped: rejected by the check", path.name)
             continue
         frame = read_frame(path)
-        saturation = (
-            float(settings.saturation_adu)
-            if settings.saturation_adu is not None
-            else float(frame.saturation_adu)
-        )
+        saturation = _saturation_level(settings, row, frame.saturation_adu, usual_saturation)
         columns, info, _, _, _ = _extract_frame(frame.data, settings, saturation, in_place=True)
         del frame
         index = int(row["index"]) if row is not None and "index" in row else -1
