@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from astropy.io import fits
 from astropy.table import Table
 
 from spacepixels import synth
@@ -123,6 +124,19 @@ def test_runs_reruns_nothing_and_only_what_changed(tmp_path: Path, nights) -> No
     changed = {path for path in latest if latest[path] != after.get(path)}
     assert changed and all(p.startswith("2026-03-16/M1/") or p == "index.html" for p in changed)
     assert "2026-03-16/M1/report.html" in (results / "index.html").read_text()
+
+    # A frame that changed (re-exported with another header) reruns its session from
+    # the check on: the later stages find the frames through check/frames.ecsv.
+    frame = sorted((tree / "2026-03-14" / "M42").glob("*.fits"))[3]
+    with fits.open(frame, mode="update") as hdul:
+        hdul[0].header["OBSERVER"] = "re-exported"
+    fifth = _snakemake(work, tree)
+    assert fifth.returncode == 0, fifth.stderr[-3000:]
+    final = _output_times(results)
+    changed = {path for path in final if final[path] != latest.get(path)}
+    assert all(p.startswith("2026-03-14/M42/") or p == "index.html" for p in changed), changed
+    for stage_output in ("check/frames.ecsv", "sky/stack.fits", "candidates.ecsv", "report.html"):
+        assert f"2026-03-14/M42/{stage_output}" in changed, stage_output
 
 
 def test_bad_night_fails_alone_with_a_clear_message(tmp_path: Path, nights) -> None:

@@ -81,7 +81,10 @@ def frame_files(session_id):
 
 
 def session_frames(wildcards):
-    """The session's frame files, as rule inputs (so a new or touched frame reruns)."""
+    """The session's frame files, as the check's inputs (so a new or touched frame reruns
+    it). The later stages that read frames find them through check/frames.ecsv, which
+    is rewritten whenever a frame changes: listing thousands of frames as their inputs
+    too would only slow planning (Snakemake stats every listed file for every job)."""
     return frame_files(wildcards.session)
 
 

@@ -4,7 +4,6 @@
 
 rule convert:
     input:
-        frames=session_frames,
         checked=f"{RESULTS}/{{session}}/check/frames.ecsv",
     output:
         previews=directory(f"{RESULTS}/{{session}}/convert/previews"),

@@ -6,7 +6,6 @@
 
 rule render:
     input:
-        frames=session_frames,
         checked=f"{RESULTS}/{{session}}/check/frames.ecsv",
         candidates=rules.measure.output.candidates,
         detections=rules.measure.output.detections,

@@ -4,7 +4,6 @@
 
 rule model_sky:
     input:
-        frames=session_frames,
         checked=f"{RESULTS}/{{session}}/check/frames.ecsv",
         tuned=f"{RESULTS}/{{session}}/tune/settings.yaml",
     output:

@@ -4,7 +4,6 @@
 
 rule solve:
     input:
-        frames=session_frames,
         summary=f"{RESULTS}/{{session}}/check/summary.json",
     output:
         wcs=f"{RESULTS}/{{session}}/solve/wcs.fits",

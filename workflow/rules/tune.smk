@@ -4,7 +4,6 @@
 
 rule tune:
     input:
-        frames=session_frames,
         checked=f"{RESULTS}/{{session}}/check/frames.ecsv",
     output:
         settings=f"{RESULTS}/{{session}}/tune/settings.yaml",
