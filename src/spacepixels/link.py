@@ -1739,6 +1739,9 @@ class _TrackFinder:
         self.seedable = pool & (d.cls == _FREE)
         self.give_up = _give_up_hits(frames.n)
         self.seedable_list = self.seedable.astype(np.int64).tolist()
+        # The frames' offsets, for whether a prediction lies on the image. Set here, read
+        # by every seed's growth (the jitter correction has already refined them).
+        self.shift_x, self.shift_y = frames.dx.tolist(), frames.dy.tolist()
         # Per frame, the values :meth:`_best_fast` reads of each tree's points.
         self.frame_values = [
             (
@@ -1950,36 +1953,19 @@ class _TrackFinder:
             stop = start
             while stop < sel.size and int(p[sel[stop]]) == pk:
                 stop += 1
-            k = int(ks[pk])
-            fx, fy, fv = float(px[pk]), float(py[pk]), float(var[pk])
-            out[pk] = self._best_of([int(j) for j in jj[sel[start:stop]]], k, fx, fy, fv, vx, vy)
+            fv = float(var[pk])
+            out[pk] = self._best_rows(
+                self._rows(jj[sel[start:stop]]),
+                int(ks[pk]),
+                float(px[pk]),
+                float(py[pk]),
+                fv,
+                vx,
+                vy,
+                float(cap[pk]),
+            )
             start = stop
         return out
-
-    def _best_of(
-        self, near: list[int], k: int, px: float, py: float, var: float, vx: float, vy: float
-    ) -> int:
-        """The exact test of :meth:`_best` on the detections ``near`` (a superset of those
-        that pass it); an exact tie falls back to :meth:`_best` itself."""
-        d, rs = self.d, self.rs
-        cap = rs.match_radius_px + 2.0 * math.sqrt(var)
-        best, best_score = -1, math.inf
-        tie = False
-        for j in near:
-            dist2 = (d.X[j] - px) ** 2 + (d.Y[j] - py) ** 2
-            norm = dist2 / (self.sigma[j] ** 2 + var)
-            limit = cap + 3.0 * _TRAIL_CENTROID_FRACTION * self.trail[j]
-            if norm > _GATE_SIGMA**2 or dist2 > limit**2:
-                continue
-            if not self._trail_ok(j, vx, vy, k):
-                continue
-            if norm < best_score:
-                best, best_score, tie = j, norm, False
-            elif norm == best_score:
-                tie = True
-        if tie:
-            return self._best(k, px, py, var, vx, vy)
-        return best
 
     def _best_fast(self, k: int, px: float, py: float, var: float, vx: float, vy: float) -> int:
         """:meth:`_best` with the candidates' values as plain floats (the same arithmetic,
@@ -2006,6 +1992,20 @@ class _TrackFinder:
             )
         )
         return self._best_rows(rows, k, px, py, var, vx, vy, cap)
+
+    def _rows(self, jj: NDArray[np.int64]) -> list[tuple[float, float, float, float, int]]:
+        """Per detection of ``jj``, the values :meth:`_best_rows` reads, as plain floats."""
+        d = self.d
+        return list(
+            zip(
+                d.X[jj].tolist(),
+                d.Y[jj].tolist(),
+                self.sigma[jj].tolist(),
+                (3.0 * _TRAIL_CENTROID_FRACTION * self.trail[jj]).tolist(),
+                jj.tolist(),
+                strict=True,
+            )
+        )
 
     def _best_rows(
         self,
@@ -2059,18 +2059,7 @@ class _TrackFinder:
         )
         counts = np.fromiter(map(len, lists), dtype=np.int64, count=ks.size)
         q = np.fromiter(itertools.chain.from_iterable(lists), dtype=np.int64, count=counts.sum())
-        jj = self.pool_all[q]
-        d = self.d
-        rows = list(
-            zip(
-                d.X[jj].tolist(),
-                d.Y[jj].tolist(),
-                self.sigma[jj].tolist(),
-                (3.0 * _TRAIL_CENTROID_FRACTION * self.trail[jj]).tolist(),
-                jj.tolist(),
-                strict=True,
-            )
-        )
+        rows = self._rows(self.pool_all[q])
         start = 0
         for k, cx, cy, rk, n in zip(
             ks.tolist(), px.tolist(), py.tolist(), r.tolist(), counts.tolist(), strict=True
@@ -2109,7 +2098,7 @@ class _TrackFinder:
         ks_all = order.tolist()
         # Whether each visited frame's prediction lies on the image, for giving up early.
         height, width = frames.shape
-        shift_x, shift_y = frames.dx.tolist(), frames.dy.tolist()
+        shift_x, shift_y = self.shift_x, self.shift_y
         give_up = self.give_up
         seedable = self.seedable_list
         visited = hits = 0
