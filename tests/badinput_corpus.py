@@ -38,6 +38,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import workdir
 from astropy.io import fits
 
 from spacepixels import synth
@@ -543,19 +544,12 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def make_workdir(where: Path, *, solve_method: str = "header") -> Path:
-    """A working folder linking the workflow, with its own copy of ``config/``.
+    """A working folder ``where/work`` (see :func:`workdir.make_workdir`).
 
     The corpus frames carry a synthetic WCS over random stars: ``solve_method`` header
     trusts it rather than spend a solver's time on a sky that does not exist.
     """
-    work = where / "work"
-    work.mkdir(parents=True)
-    for name in ("Snakefile", "workflow", "scripts", "envs", "src", "profiles"):
-        (work / name).symlink_to(ROOT / name)
-    shutil.copytree(ROOT / "config", work / "config")
-    config = work / "config" / "config.yaml"
-    config.write_text(config.read_text().replace("  method: auto", f"  method: {solve_method}"))
-    return work
+    return workdir.make_workdir(where / "work", solve_method=solve_method)
 
 
 def snakemake_command(nights: Path, results: Path, *args: str, cores: int = 2) -> list[str]:

@@ -10,7 +10,6 @@ saved in ``test-artifacts/`` (ignored by git) for a person to look at.
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 import sys
 import zipfile
@@ -19,6 +18,7 @@ from urllib.parse import unquote, urlsplit
 
 import pytest
 from astropy.table import Table
+from workdir import make_workdir
 
 from spacepixels import synth
 
@@ -44,11 +44,7 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The demo run through the whole workflow once: its results folder."""
     base = tmp_path_factory.mktemp("browser")
     synth.make_demo_tree(base / "demo", catalog=True, wcs=False)
-    work = base / "work"
-    work.mkdir()
-    for name in ("Snakefile", "workflow", "scripts", "envs", "src", "profiles"):
-        (work / name).symlink_to(ROOT / name)
-    shutil.copytree(ROOT / "config", work / "config")
+    work = make_workdir(base / "work")
     results = work / "results"
     command = [
         SNAKEMAKE,

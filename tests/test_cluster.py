@@ -29,6 +29,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from astropy.table import Table
+from workdir import make_workdir
 
 from spacepixels import demo, sessions
 
@@ -46,10 +47,7 @@ TIMEOUT_S = 900
 
 
 def _workdir(path: Path) -> Path:
-    path.mkdir()
-    for name in ("Snakefile", "workflow", "scripts", "envs", "src", "profiles"):
-        (path / name).symlink_to(ROOT / name)
-    shutil.copytree(ROOT / "config", path / "config")
+    make_workdir(path)
     config = path / "config" / "config.yaml"
     text = config.read_text()
     assert "  frames_per_job: 25\n" in text

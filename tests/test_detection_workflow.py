@@ -7,7 +7,6 @@ extract, link and measure, and compares the public catalogues with the generator
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -15,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from astropy.table import Table
+from workdir import make_workdir
 
 from spacepixels import synth
 
@@ -32,11 +32,7 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
     truth = synth.make_session(
         nights, SESSION, seed=5, n_frames=16, shape=(600, 800), catalog=True, wcs=False
     )
-    work = base / "work"
-    work.mkdir()
-    for name in ("Snakefile", "workflow", "scripts", "envs", "src", "profiles"):
-        (work / name).symlink_to(ROOT / name)
-    shutil.copytree(ROOT / "config", work / "config")
+    work = make_workdir(base / "work")
     results = work / "results"
     command = [
         SNAKEMAKE,

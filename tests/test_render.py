@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import math
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -22,6 +21,7 @@ import numpy as np
 import pytest
 from astropy.table import Table
 from PIL import Image, ImageSequence
+from workdir import make_workdir
 
 from spacepixels import check, render, skymodel, synth, tune
 from spacepixels.render import RenderSettings, render_session
@@ -392,11 +392,7 @@ def test_the_frame_duration_is_the_gifs(session, tmp_path) -> None:
 def test_the_render_rule_writes_the_folder(session, tmp_path) -> None:
     """The real snakemake, asked for the render folder of a session: it runs every stage
     before it and writes the manifest, the log and the benchmark."""
-    work = tmp_path / "work"
-    work.mkdir()
-    for name in ("Snakefile", "workflow", "scripts", "envs", "src", "profiles"):
-        (work / name).symlink_to(ROOT / name)
-    shutil.copytree(ROOT / "config", work / "config")
+    work = make_workdir(tmp_path / "work")
     nights = session["folder"].parents[1]
     results = tmp_path / "results"
     snakemake = str(Path(sys.executable).parent / "snakemake")

@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 from astropy.io import fits
 from astropy.table import Table
+from workdir import make_workdir
 
 from spacepixels import synth
 
@@ -28,16 +29,9 @@ N_FRAMES = 6
 
 
 def _workdir(tmp_path: Path) -> Path:
-    work = tmp_path / "work"
-    work.mkdir()
-    for name in ("Snakefile", "workflow", "scripts", "envs", "src", "profiles"):
-        (work / name).symlink_to(ROOT / name)
-    shutil.copytree(ROOT / "config", work / "config")
     # These nights carry a synthetic WCS over random stars: trust it rather than spend the
     # solver's timeout on a sky that does not exist (solving is tested on real stars).
-    config = work / "config" / "config.yaml"
-    config.write_text(config.read_text().replace("  method: auto", "  method: header"))
-    return work
+    return make_workdir(tmp_path / "work", solve_method="header")
 
 
 def _snakemake(
