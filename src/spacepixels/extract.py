@@ -815,7 +815,7 @@ def _frame_rows(frames_table: Table | None) -> dict[str, dict[str, Any]]:
     return rows
 
 
-def _usual_saturation(frames_table: Table | None) -> float:
+def _session_saturation(frames_table: Table | None) -> float:
     """The median saturation level of the session's good frames (NaN when none has one)."""
     if frames_table is None or "saturation_adu" not in frames_table.colnames:
         return math.nan
@@ -829,13 +829,17 @@ def _saturation_level(
     settings: ExtractSettings,
     row: Mapping[str, Any] | None,
     frame_level: float,
-    usual: float,
+    session_level: float,
 ) -> float:
     """A frame's saturation level: configured, else the check's for this frame (which
     knows a plateau below the type's limit), else the reader's, else the session's."""
     if settings.saturation_adu is not None:
         return float(settings.saturation_adu)
-    for level in (row.get("saturation_adu") if row is not None else None, frame_level, usual):
+    for level in (
+        row.get("saturation_adu") if row is not None else None,
+        frame_level,
+        session_level,
+    ):
         if level is not None and math.isfinite(float(level)) and float(level) > 0:
             return float(level)
     return math.nan
@@ -970,7 +974,7 @@ def extract_frames(
     """
     settings = ExtractSettings.from_mapping(values).completed(_median_fwhm(frames_table))
     rows = _frame_rows(frames_table)
-    usual_saturation = _usual_saturation(frames_table)
+    session_saturation = _session_saturation(frames_table)
     parts: list[dict[str, NDArray[Any]]] = []
     per_frame: list[dict[str, Any]] = []
     skipped: list[dict[str, str]] = []
@@ -983,7 +987,7 @@ def extract_frames(
             logger.info("%s skipped: rejected by the check", path.name)
             continue
         frame = read_frame(path)
-        saturation = _saturation_level(settings, row, frame.saturation_adu, usual_saturation)
+        saturation = _saturation_level(settings, row, frame.saturation_adu, session_saturation)
         columns, info, _, _, _ = _extract_frame(frame.data, settings, saturation, in_place=True)
         del frame
         index = int(row["index"]) if row is not None and "index" in row else -1
