@@ -175,7 +175,11 @@ def run_in_process(
         tune.write_tuned(tuned, work / "tune" / "settings.yaml")
         values, _ = tune.resolve({}, tuned["extract"])
         detections = extract.extract_frames(
-            good, table, values, work / "extract" / "chunk_000.ecsv"
+            good,
+            table,
+            values,
+            work / "extract" / "chunk_000.ecsv",
+            reference_path=work / "sky" / "reference.fits",
         )
         link_values, _ = tune.resolve(link_settings, tuned["link"])
         settings = link.LinkSettings.from_mapping(link_values)

@@ -12,7 +12,13 @@ def main(sm):
     tuned = tune.read_tuned(sm.input.tuned)
     values, _ = tune.resolve(sm.params.settings, tuned["extract"])
     table = Table.read(sm.input.checked, format="ascii.ecsv")
-    extract.extract_frames([Path(p) for p in sm.input.frames], table, values, Path(sm.output[0]))
+    extract.extract_frames(
+        [Path(p) for p in sm.input.frames],
+        table,
+        values,
+        Path(sm.output[0]),
+        reference_path=Path(sm.input.reference),
+    )
 
 
 run_stage(snakemake, main)

@@ -112,9 +112,10 @@ def test_every_choice_has_a_value_and_the_measurement_behind_it(tuned: dict[str,
     for section in ("extract", "link"):
         for key, entry in tuned[section].items():
             assert set(entry) == {"value", "why"}, key
-            kind = bool if key == "clean" else int | float
+            switch = key in ("clean", "subtract_reference")
+            kind = bool if switch else int | float
             assert isinstance(entry["value"], kind), key
-            assert key == "clean" or not isinstance(entry["value"], bool), key
+            assert switch or not isinstance(entry["value"], bool), key
             assert entry["why"], key
     fwhm = tuned["measured"]["fwhm_px"]
     jitter = tuned["measured"]["jitter_px"]

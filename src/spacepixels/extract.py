@@ -85,6 +85,7 @@ import numpy as np
 from astropy.table import Table
 from numpy.typing import NDArray
 
+from spacepixels.difference import Reference
 from spacepixels.files import jsonable
 from spacepixels.frames import read_frame
 from spacepixels.settings import section_values
@@ -225,6 +226,17 @@ class ExtractSettings:
     saturation_adu : float or None
         Level (ADU) at which the camera saturates; None (default) takes each frame's own
         (header ``SATURATE``/``DATAMAX`` or the largest stored integer).
+    subtract_reference : bool or None
+        Search each frame minus the sky model's stationary image, fitted to the frame
+        (:mod:`spacepixels.difference`), rather than the frame itself (tuned: true from
+        6 good frames; fallback true when a reference is given).
+    reference_jitter_px : float or None
+        The stars' frame-to-frame wander left after the fit (px), in the difference
+        image's noise map along the reference's gradient (tuned: the measured star jitter;
+        fallback 0.15).
+    reference_mismatch : float
+        The fraction of the reference by which a frame's PSF may still differ from it
+        after the fit, in the noise map (default 0.05).
     """
 
     frames_per_job: int = 25
@@ -240,6 +252,9 @@ class ExtractSettings:
     column_sigma: float = 8.0
     windowed_positions: bool = True
     saturation_adu: float | None = None
+    subtract_reference: bool | None = None
+    reference_jitter_px: float | None = None
+    reference_mismatch: float = 0.05
 
     def __post_init__(self) -> None:
         problems: list[str] = []
@@ -265,10 +280,14 @@ class ExtractSettings:
         number("deblend_cont", 0.0, 1.0)
         number("aperture_radius_px", 0.5, 200.0)
         number("column_sigma", 0.0, 1e6)
+        number("reference_jitter_px", 0.0, 10.0)
+        number("reference_mismatch", 0.0, 1.0)
         if self.saturation_adu is not None:
             number("saturation_adu", 1e-30, 1e30)
-        if self.clean is not None and not isinstance(self.clean, bool):
-            problems.append(f"clean must be true or false, not {self.clean!r}")
+        for name in ("clean", "subtract_reference"):
+            value = getattr(self, name)
+            if value is not None and not isinstance(value, bool):
+                problems.append(f"{name} must be true or false, not {value!r}")
         for name in ("windowed_positions",):
             if not isinstance(getattr(self, name), bool):
                 problems.append(f"{name} must be true or false, not {getattr(self, name)!r}")
@@ -301,6 +320,8 @@ class ExtractSettings:
             "deblend_cont",
             "aperture_radius_px",
             "column_sigma",
+            "reference_jitter_px",
+            "reference_mismatch",
         ):
             if isinstance(given.get(key), int) and not isinstance(given[key], bool):
                 given[key] = float(given[key])
@@ -336,6 +357,8 @@ class ExtractSettings:
             "deblend_cont": 0.005,
             "aperture_radius_px": round(max(1.5, 0.8 * fwhm), 3),
             "clean": False,
+            "subtract_reference": True,
+            "reference_jitter_px": 0.15,
         }
         current = self.to_dict()
         for key, value in filled.items():
@@ -650,6 +673,7 @@ def _extract_frame(
     saturation_adu: float,
     *,
     in_place: bool,
+    reference: Reference | None = None,
 ) -> tuple[
     dict[str, NDArray[Any]],
     dict[str, Any],
@@ -694,6 +718,13 @@ def _extract_frame(
     image -= back
     if mask is not None:
         image[mask] = 0.0
+    fit = None
+    if reference is not None:
+        fit = reference.fit(image, mask)
+        blind = reference.subtract(image, fit, flat)
+        if mask is not None:
+            image[mask] = 0.0
+        rms = reference.error(rms, fit)
     columns_fixed, offsets = column_offsets(image, noise, values.column_sigma)
     for column, offset in zip(columns_fixed, offsets, strict=True):
         image[:, column] -= np.float32(offset)
@@ -707,6 +738,8 @@ def _extract_frame(
         "retries": retries,
         "columns_levelled": [int(c) for c in columns_fixed],
     }
+    if fit is not None:
+        info["reference"] = {**fit.as_dict(), "blind_fraction": round(float(blind.mean()), 5)}
     columns = _measure(image, back, rms, objects, values, saturated)
     return columns, info, image, back, rms
 
@@ -845,6 +878,39 @@ def _saturation_level(
     return math.nan
 
 
+def _read_reference(path: Path, settings: ExtractSettings, frames_table: Table | None) -> Reference:
+    """The sky model's stationary image, ready to subtract (see :mod:`spacepixels.difference`)."""
+    from astropy.io import fits
+
+    try:
+        with fits.open(path, memmap=False) as hdul:
+            image = np.asarray(hdul[0].data, dtype=np.float32)
+            noise = float(hdul[0].header.get("NOISE", math.nan))
+    except (OSError, ValueError, TypeError) as exc:
+        raise ValueError(f"{path}: the sky model's reference cannot be read ({exc})") from exc
+    if image.ndim != 2:
+        raise ValueError(f"{path}: the sky model's reference is not a 2-D image")
+    sky = math.nan
+    if frames_table is not None and "background" in frames_table.colnames:
+        levels = np.asarray(frames_table["background"], dtype=np.float64)
+        levels = levels[np.isfinite(levels)]
+        sky = float(np.median(levels)) if levels.size else math.nan
+    saturation = (
+        float(settings.saturation_adu)
+        if settings.saturation_adu is not None
+        else _session_saturation(frames_table)
+    )
+    return Reference(
+        image,
+        noise,
+        jitter_px=float(settings.reference_jitter_px),  # type: ignore[arg-type]
+        mismatch=float(settings.reference_mismatch),
+        fwhm_px=float(settings.kernel_fwhm_px),  # type: ignore[arg-type]
+        saturation_adu=saturation if math.isfinite(sky) else math.nan,
+        sky_adu=sky if math.isfinite(sky) else 0.0,
+    )
+
+
 def _median_fwhm(frames_table: Table | None) -> float | None:
     if frames_table is None or "fwhm" not in frames_table.colnames or len(frames_table) == 0:
         return None
@@ -916,6 +982,7 @@ def extract_frames(
     values: Mapping[str, Any],
     out_path: Path | None,
     *,
+    reference_path: Path | None = None,
     progress: Callable[[Path], None] | None = None,
 ) -> Table:
     """Extract the sources of a chunk of frames and write them as one ECSV catalogue.
@@ -937,6 +1004,10 @@ def extract_frames(
         missing ones take their fallbacks. Other keys (such as the provenance) are refused.
     out_path : Path or None
         Where to write the catalogue (atomically); None writes nothing.
+    reference_path : Path, optional
+        The sky model's ``reference.fits``: with ``subtract_reference`` (the default),
+        each frame of its shape is searched minus it, fitted to the frame
+        (:mod:`spacepixels.difference`). Without it every frame is searched as it is.
     progress : callable, optional
         Called with each frame's path once it is done.
 
@@ -961,9 +1032,9 @@ def extract_frames(
 
         ``meta`` holds ``stage``, ``values`` (the completed settings), ``frames`` (per
         frame: ``file``, ``index``, ``mjd``, ``sources``, ``sky_adu``, ``noise_adu``,
-        ``threshold_sigma``, ``retries``, ``columns_levelled``), ``skipped`` (frames not ok,
-        with why) and
-        ``single_pixel_sharpness``.
+        ``threshold_sigma``, ``retries``, ``columns_levelled``, and ``reference``: the
+        fit to the reference, or None), ``skipped`` (frames not ok, with why),
+        ``reference`` (the reference's file name, or None) and ``single_pixel_sharpness``.
 
     Raises
     ------
@@ -975,6 +1046,9 @@ def extract_frames(
     settings = ExtractSettings.from_mapping(values).completed(_median_fwhm(frames_table))
     rows = _frame_rows(frames_table)
     session_saturation = _session_saturation(frames_table)
+    reference = None
+    if settings.subtract_reference and reference_path is not None:
+        reference = _read_reference(Path(reference_path), settings, frames_table)
     parts: list[dict[str, NDArray[Any]]] = []
     per_frame: list[dict[str, Any]] = []
     skipped: list[dict[str, str]] = []
@@ -988,7 +1062,18 @@ def extract_frames(
             continue
         frame = read_frame(path)
         saturation = _saturation_level(settings, row, frame.saturation_adu, session_saturation)
-        columns, info, _, _, _ = _extract_frame(frame.data, settings, saturation, in_place=True)
+        subtract = reference
+        if reference is not None and frame.data.shape != reference.shape:
+            logger.warning(
+                "%s: %s differs in size from the reference %s; searched as it is",
+                path.name,
+                frame.data.shape,
+                reference.shape,
+            )
+            subtract = None
+        columns, info, _, _, _ = _extract_frame(
+            frame.data, settings, saturation, in_place=True, reference=subtract
+        )
         del frame
         index = int(row["index"]) if row is not None and "index" in row else -1
         mjd = float(row["mjd_mid"]) if row is not None and "mjd_mid" in row else math.nan
@@ -1024,6 +1109,7 @@ def extract_frames(
     )
     table.meta["frames"] = jsonable(per_frame)
     table.meta["skipped"] = skipped
+    table.meta["reference"] = Path(reference_path).name if reference is not None else None  # type: ignore[arg-type]
     if out_path is not None:
         write_catalogue(table, Path(out_path))
     logger.info(

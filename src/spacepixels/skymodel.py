@@ -24,6 +24,13 @@ model gives the linker three maps and two more stacks:
 ``early.fits`` and ``late.fits``
     Medians of the first and last ``early_late_fraction`` of the frames (a third by
     default), where a slow mover sits at two different places.
+``reference.fits``
+    The stack with its sky (sep's mesh background) subtracted, and its noise in
+    ``NOISE``: extraction subtracts it, fitted, from each frame
+    (:mod:`spacepixels.difference`), so that it searches what is not stationary. (Not the
+    stationary image below: where the seeing drifts through the night, the least of three
+    medians takes each pixel from a different third, a star's core from the worst seeing
+    and its wings from the best, a profile no frame has.)
 ``stationary_sources.ecsv``
     The stationary sources behind the mask: ``x``, ``y``, ``flux``, ``peak`` (ADU in the
     stationary image), ``a``, ``b``, ``theta``, ``npix``, for a linker that prefers to
@@ -57,6 +64,7 @@ import json
 import logging
 import math
 from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -88,6 +96,7 @@ SKY_FILES: tuple[str, ...] = (
     "late.fits",
     "sky.json",
     "stationary_sources.ecsv",
+    "reference.fits",
 )
 """The files :func:`model_sky` writes in its output folder."""
 
@@ -194,6 +203,18 @@ class SkySettings:
 # --------------------------------------------------------------------------- medians
 
 
+def _read_rows(reader: FrameRows, level: float, y0: int, out: NDArray[np.float32]) -> None:
+    """Rows ``y0`` on of a frame into ``out``, less the frame's sky level (NaN: measured
+    on them), with NaN and infinities made zero."""
+    rows = out.shape[0]
+    part = reader.read(y0, y0 + rows, out=out)
+    if not math.isfinite(level):
+        level = float(np.nanmedian(part[:: max(1, rows // 16), ::4]))
+    part -= np.float32(level)
+    if reader.may_hold_nan and not np.isfinite(part).all():
+        np.nan_to_num(part, copy=False, nan=0.0, posinf=0.0, neginf=0.0)
+
+
 def _median_last(values: NDArray[np.float32]) -> NDArray[np.float32]:
     """Median along the last axis, partitioning ``values`` in place (within that axis)."""
     n = values.shape[-1]
@@ -215,8 +236,10 @@ def _median_strip(
     early: NDArray[np.float32],
     middle: NDArray[np.float32] | None,
     late: NDArray[np.float32],
+    pool: ThreadPoolExecutor | None = None,
 ) -> None:
-    """Medians over the frames (axis 0) of a strip into the stacks.
+    """Medians over the frames (axis 0) of a strip into the stacks (its blocks of rows
+    shared out over ``pool``'s threads when given).
 
     ``strip`` has shape (frames, rows, width); ``early`` and ``late`` get the medians of the
     first and last ``n_edge`` frames, ``middle`` (when given) that of the frames between,
@@ -225,7 +248,8 @@ def _median_strip(
     """
     n, rows, width = strip.shape
     block = max(1, min(rows, _BLOCK_BYTES // max(1, n * width * 4)))
-    for r0 in range(0, rows, block):
+
+    def medians(r0: int) -> None:
         r1 = min(rows, r0 + block)
         values = np.ascontiguousarray(strip[:, r0:r1].transpose(1, 2, 0))
         early[r0:r1] = _median_last(values[..., :n_edge])
@@ -233,6 +257,13 @@ def _median_strip(
         if middle is not None:
             middle[r0:r1] = _median_last(values[..., n_edge : n - n_edge])
         stack[r0:r1] = _median_last(values)
+
+    starts = range(0, rows, block)
+    if pool is None:
+        for r0 in starts:
+            medians(r0)
+    else:  # numpy's partition lets go of the GIL: blocks run side by side
+        list(pool.map(medians, starts))
 
 
 # --------------------------------------------------------------------------- maps
@@ -411,6 +442,8 @@ def model_sky(
     tuned: Mapping[str, Any] | None,
     settings: SkySettings,
     out_dir: Path,
+    *,
+    threads: int = 1,
 ) -> dict[str, Any]:
     """Stack the good frames in strips and write the sky model.
 
@@ -428,6 +461,8 @@ def model_sky(
     settings : SkySettings
     out_dir : Path
         Folder for the files of :data:`SKY_FILES` (created), each written atomically.
+    threads : int
+        Threads that read the strips' rows and take their medians (default 1).
 
     Returns
     -------
@@ -487,26 +522,32 @@ def model_sky(
     middle = np.empty(shape, dtype=np.float32) if n - 2 * n_edge >= 1 else None
     strip = np.empty((n, strip_rows, width), dtype=np.float32)
     n_strips = 0
-    for y0 in range(0, height, strip_rows):
-        y1 = min(height, y0 + strip_rows)
-        rows = y1 - y0
-        for i, reader in enumerate(readers):
-            part = reader.read(y0, y1, out=strip[i, :rows])
-            level = levels[i]
-            if not math.isfinite(level):
-                level = float(np.nanmedian(part[:: max(1, rows // 16), ::4]))
-            part -= np.float32(level)
-            if reader.may_hold_nan and not np.isfinite(part).all():
-                np.nan_to_num(part, copy=False, nan=0.0, posinf=0.0, neginf=0.0)
-        _median_strip(
-            strip[:, :rows],
-            n_edge,
-            stack[y0:y1],
-            early[y0:y1],
-            None if middle is None else middle[y0:y1],
-            late[y0:y1],
-        )
-        n_strips += 1
+    pool = ThreadPoolExecutor(threads) if threads > 1 else None
+    try:
+        for y0 in range(0, height, strip_rows):
+            y1 = min(height, y0 + strip_rows)
+            rows = y1 - y0
+
+            jobs = [(readers[i], levels[i], y0, strip[i, :rows]) for i in range(n)]
+            if pool is None:
+                for job in jobs:
+                    _read_rows(*job)
+            else:
+                list(pool.map(lambda job: _read_rows(*job), jobs))
+            del jobs
+            _median_strip(
+                strip[:, :rows],
+                n_edge,
+                stack[y0:y1],
+                early[y0:y1],
+                None if middle is None else middle[y0:y1],
+                late[y0:y1],
+                pool,
+            )
+            n_strips += 1
+    finally:
+        if pool is not None:
+            pool.shutdown()
     del strip
 
     names = [r.path.name for r in readers]
@@ -535,6 +576,13 @@ def model_sky(
     _write_image(out_dir / "stack.fits", stack, cards)
     del stack
 
+    # The reference for difference images: the stack with its sky subtracted, bad
+    # columns kept (the frames have them, so their differences do not).
+    _write_image(
+        out_dir / "reference.fits",
+        sub,
+        {**cards, "NOISE": round(noise, 4), "COMMENT": "median stack, sky subtracted"},
+    )
     columns, offsets = column_offsets(sub, noise, settings.bad_column_sigma)
     for column, offset in zip(columns, offsets, strict=True):
         sub[:, column] -= np.float32(offset)

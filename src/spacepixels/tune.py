@@ -94,6 +94,10 @@ EXTRACT_KEYS: dict[str, str] = {
     "aperture_radius_px": "radius (px) of the flux aperture: 0.8 FWHM",
     "clean": "whether sep drops detections a brighter neighbour's wings could explain "
     "(conservative only)",
+    "subtract_reference": "whether each frame is searched minus the sky model's stationary "
+    "image (from 8 good frames)",
+    "reference_jitter_px": "stars' wander (px) left after fitting the reference to a frame, "
+    "in the difference image's noise",
 }
 """The keys tuned for the ``extract:`` section (see :class:`~spacepixels.extract.ExtractSettings`).
 """
@@ -696,6 +700,7 @@ def tune_session(
         "cadence_s": round(cadence, 3) if math.isfinite(cadence) else None,
     }
     extract = _choose_extract(profile, settings.profile, fwhm, largest, radius)
+    extract.update(_choose_reference(n_good, scatter))
     link = _choose_link(
         profile,
         settings.profile,
@@ -768,6 +773,37 @@ def _choose_extract(
                 else "cleaning would cost 15-20 % of the time and a few per cent of the "
                 "faint movers near stars"
             ),
+        ),
+    }
+
+
+_REFERENCE_MIN_FRAMES = 8
+"""Fewest good frames whose stationary image is subtracted before extraction."""
+
+
+def _choose_reference(n_good: int, scatter: float) -> dict[str, dict[str, Any]]:
+    # The reference is the least of three medians of a third of the frames each: about
+    # 1.25 / sqrt(n / 3) of a frame's noise, added in quadrature to every difference.
+    added = math.sqrt(1.0 + 1.25**2 * 3.0 / max(n_good, 1)) - 1.0
+    if n_good >= _REFERENCE_MIN_FRAMES:
+        subtract = _entry(
+            True,
+            f"{n_good} good frames: their stationary image adds {100 * added:.0f} % to a "
+            "frame's noise, and takes the stars out of what is searched",
+        )
+    else:
+        subtract = _entry(
+            False,
+            f"only {n_good} good frames (fewer than {_REFERENCE_MIN_FRAMES}): their stationary "
+            f"image would add {100 * added:.0f} % to a frame's noise",
+        )
+    wander = round(max(0.15, scatter), 3)
+    return {
+        "subtract_reference": subtract,
+        "reference_jitter_px": _entry(
+            wander,
+            f"stars' own wander after each frame's shift is fitted: the centroid scatter "
+            f"{scatter:.3f} px, at least 0.15 px (seeing moves stars apart)",
         ),
     }
 

@@ -1,5 +1,6 @@
-# extract: sources per frame with sep (background and RMS maps, matched filter,
-# deblending), one catalogue per chunk of `extract.frames_per_job` frames.
+# extract: sources per frame with sep (background and RMS maps, the sky model's stationary
+# image fitted and subtracted, matched filter, deblending), one catalogue per chunk of
+# `extract.frames_per_job` frames.
 
 
 rule extract:
@@ -7,6 +8,9 @@ rule extract:
         frames=chunk_frames,
         checked=f"{RESULTS}/{{session}}/check/frames.ecsv",
         tuned=f"{RESULTS}/{{session}}/tune/settings.yaml",
+        # Each frame minus the session's stationary image (fitted to it) is what is
+        # searched, unless extract.subtract_reference is false.
+        reference=f"{RESULTS}/{{session}}/sky/reference.fits",
     output:
         catalogue=f"{RESULTS}/{{session}}/extract/chunk_{{chunk}}.ecsv",
     log:
