@@ -13,7 +13,9 @@ def main(sm):
     frames = sessions.good_frames(sm.input.checked, sm.params.session_folder, sm.params.min_frames)
     table = Table.read(sm.input.checked, format="ascii.ecsv")
     tuned = tune.read_tuned(sm.input.tuned)
-    skymodel.model_sky(frames, table, tuned, settings, Path(sm.output.stack).parent)
+    skymodel.model_sky(
+        frames, table, tuned, settings, Path(sm.output.stack).parent, threads=sm.threads
+    )
 
 
 run_stage(snakemake, main)

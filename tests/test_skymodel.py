@@ -145,6 +145,29 @@ def test_every_file_is_written_and_described(night: dict[str, Any]) -> None:
     assert on_disk["stationary_sources"] == len(sources) > 20
 
 
+def test_two_threads_give_the_same_model(night: dict[str, Any], tmp_path: Path) -> None:
+    threaded = tmp_path / "threaded"
+    model_sky(
+        night["good"], night["table"], None, SkySettings(memory_mb=MEMORY_MB), threaded, threads=2
+    )
+    for name in ("stack.fits", "early.fits", "late.fits", "reference.fits", "defects.fits"):
+        np.testing.assert_array_equal(
+            fits.getdata(threaded / name), fits.getdata(night["out"] / name), err_msg=name
+        )
+
+
+def test_the_reference_is_the_stack_less_its_sky(night: dict[str, Any]) -> None:
+    """What extraction subtracts: the stack with the sky near zero, the stars in it, and
+    the noise it adds to a difference written beside it."""
+    reference = fits.getdata(night["out"] / "reference.fits").astype(np.float64)
+    stack = fits.getdata(night["out"] / "stack.fits").astype(np.float64)
+    noise = float(fits.getheader(night["out"] / "reference.fits")["NOISE"])
+    frame_noise = float(np.median(night["table"]["noise"]))
+    assert 0 < noise < frame_noise
+    assert abs(float(np.median(reference))) < noise
+    assert np.corrcoef(reference.ravel(), stack.ravel())[0, 1] > 0.99
+
+
 def test_a_strip_of_one_row_still_works(night: dict[str, Any], tmp_path: Path) -> None:
     good = night["good"][:4]
     summary = model_sky(good, night["table"], None, SkySettings(memory_mb=1), tmp_path)
