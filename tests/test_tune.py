@@ -50,6 +50,10 @@ def tuned(night: dict[str, Any]) -> dict[str, Any]:
     return tune_session(night["good"], night["table"], TuneSettings())
 
 
+def test_two_workers_tune_as_one_does(night: dict[str, Any], tuned: dict[str, Any]) -> None:
+    assert tune_session(night["good"], night["table"], TuneSettings(), workers=2) == tuned
+
+
 def _truth_frames(night: dict[str, Any], names: list[str]) -> list[dict[str, Any]]:
     by_name = {f["file"]: f for f in night["truth"]["frames"]}
     return [by_name[name] for name in names]

@@ -69,6 +69,7 @@ from numpy.typing import NDArray
 
 from spacepixels.files import jsonable, write_atomically
 from spacepixels.frames import Frame, FrameReadError, is_frame_name, read_frame
+from spacepixels.pool import frame_pool
 from spacepixels.sessions import snakemake_path_variable
 from spacepixels.settings import section_values
 from spacepixels.times import ObservationTimeError, observation_time
@@ -803,28 +804,6 @@ def _measure_pixels(result: _FrameResult, frame: Frame, settings: CheckSettings)
     )
 
 
-class _InProcess:
-    """The interface of an executor, running each call here and now."""
-
-    def __enter__(self) -> _InProcess:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        return None
-
-    def map(self, fn: Any, *iterables: Iterable[Any]) -> Iterable[Any]:
-        return map(fn, *iterables)
-
-
-def _measuring_pool(workers: int, n_frames: int) -> Any:
-    """A process pool of ``workers`` when it pays, else the calls in this process."""
-    if workers <= 1 or n_frames < 4:
-        return _InProcess()
-    from concurrent.futures import ProcessPoolExecutor
-
-    return ProcessPoolExecutor(max_workers=min(workers, n_frames))
-
-
 def _read_and_measure(path: Path, settings: CheckSettings) -> _FrameResult:
     result = _FrameResult(path=path, file=path.name)
     try:
@@ -1391,7 +1370,7 @@ def check_session(
     unusable = [n for n in other_files if folder is not None and is_frame_name(n)]
     other_files = [n for n in other_files if n not in unusable]
     results: list[_FrameResult] = []
-    with _measuring_pool(workers, len(paths)) as pool:
+    with frame_pool(workers, len(paths)) as pool:
         measured = pool.map(_read_and_measure, paths, [settings] * len(paths))
         for result in tqdm(
             measured,

@@ -64,6 +64,7 @@ from spacepixels.extract import (
     single_pixel_sharpness,
 )
 from spacepixels.frames import read_frame
+from spacepixels.pool import frame_pool
 from spacepixels.settings import section_values
 
 __all__ = [
@@ -575,7 +576,11 @@ def _entry(value: Any, why: str) -> dict[str, Any]:
 
 
 def tune_session(
-    frame_paths: Sequence[Path], frames_table: Table | None, settings: TuneSettings
+    frame_paths: Sequence[Path],
+    frames_table: Table | None,
+    settings: TuneSettings,
+    *,
+    workers: int = 1,
 ) -> dict[str, Any]:
     """Measure a sample of the session's good frames and choose the detection settings.
 
@@ -589,6 +594,8 @@ def tune_session(
         of good frames the track length.
     settings : TuneSettings
         The profile and sampling.
+    workers : int
+        Processes that measure the sample frames side by side (default 1).
 
     Returns
     -------
@@ -623,7 +630,15 @@ def tune_session(
     check_fwhm = _column(good, "fwhm")
     guess = float(np.median(check_fwhm)) if len(check_fwhm) else 3.0
     picked = _sample_indices(len(paths), settings.sample_frames)
-    samples = [_measure_frame(paths[i], settings, guess) for i in picked]
+    with frame_pool(workers, len(picked), least=2) as pool:
+        samples = list(
+            pool.map(
+                _measure_frame,
+                [paths[i] for i in picked],
+                [settings] * len(picked),
+                [guess] * len(picked),
+            )
+        )
 
     fwhms = np.concatenate([s.fwhm for s in samples])
     elongations = np.concatenate([s.elongation for s in samples])

@@ -13,7 +13,9 @@ rule tune:
         f"{RESULTS}/{{session}}/benchmarks/tune.tsv"
     conda:
         "../../envs/frames.yaml"
-    threads: 1
+    # The sample frames are measured side by side (tune is on every session's critical
+    # path: extraction and the sky model wait for it).
+    threads: 2
     resources:
         mem_mb=stage_resource("tune", "mem_mb"),
         runtime=stage_resource("tune", "runtime"),

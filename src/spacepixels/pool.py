@@ -1,0 +1,35 @@
+"""Frames measured side by side: a process pool when it pays, else the calls in this process.
+
+sep lets go of the GIL for only part of its work, so stages that measure whole frames one
+by one (check, tune) share them out over processes, as many as the rule's ``threads``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+__all__ = ["frame_pool"]
+
+
+class _InProcess:
+    """The interface of an executor, running each call here and now."""
+
+    def __enter__(self) -> _InProcess:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+    def map(self, fn: Any, *iterables: Iterable[Any]) -> Iterable[Any]:
+        return map(fn, *iterables)
+
+
+def frame_pool(workers: int, n_frames: int, *, least: int = 4) -> Any:
+    """An executor for ``n_frames`` calls: a process pool of ``workers`` (at most one per
+    frame) from ``least`` frames on, else the calls in this process, one after another."""
+    if workers <= 1 or n_frames < max(2, least):
+        return _InProcess()
+    from concurrent.futures import ProcessPoolExecutor
+
+    return ProcessPoolExecutor(max_workers=min(workers, n_frames))
