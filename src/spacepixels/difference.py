@@ -34,7 +34,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-__all__ = ["Reference"]
+__all__ = ["Fit", "Reference", "saturation_zone"]
 
 _FIT_SIGMA = 10.0
 """Reference pixels this many of its noise sigmas above zero take part in the fit."""
@@ -47,6 +47,28 @@ _FIT_MIN_PIXELS = 50
 
 _MAX_SHIFT_PX = 2.0
 """A fitted shift larger than this is outside the first-order model: the fit is refused."""
+
+
+def saturation_zone(saturated: NDArray[np.bool_], fwhm_px: float) -> NDArray[np.bool_]:
+    """Around saturated pixels: each patch's bounding box grown by 2 FWHM across and by
+    3 FWHM + 10 px along the columns, where saturation bleeds. How far a saturated star's
+    halo and bleed reach changes from frame to frame (with the seeing), which neither a fit
+    of the reference nor a comparison of stacks follows."""
+    from scipy import ndimage
+
+    height, width = saturated.shape
+    zone = np.zeros(saturated.shape, dtype=bool)
+    if not saturated.any():
+        return zone
+    across = math.ceil(2.0 * fwhm_px)
+    along = int(3.0 * fwhm_px + 10.0)
+    labels, _ = ndimage.label(saturated)
+    for rows, cols in ndimage.find_objects(labels):
+        zone[
+            max(0, rows.start - along) : min(height, rows.stop + along),
+            max(0, cols.start - across) : min(width, cols.stop + across),
+        ] = True
+    return zone
 
 
 @dataclass(frozen=True)
@@ -162,17 +184,8 @@ class Reference:
         )
 
     def zone(self, saturated: NDArray[np.bool_]) -> NDArray[np.bool_]:
-        """Saturated pixels grown by a few FWHM, and further along the columns where
-        saturation bleeds: how far a saturated star's halo and bleed reach changes from
-        frame to frame, which no fit of the reference follows."""
-        from scipy import ndimage
-
-        across = 2 * math.ceil(2.0 * self.fwhm_px) + 1
-        along = 2 * int(3.0 * self.fwhm_px + 10.0) + 1
-        grown = ndimage.maximum_filter(
-            saturated.view(np.uint8), size=(along, across), mode="constant", cval=0
-        )
-        return grown.view(bool)
+        """:func:`saturation_zone` at the reference's seeing."""
+        return saturation_zone(saturated, self.fwhm_px)
 
     def _basis(self) -> list[NDArray[np.float32]]:
         return [self.image, self.gx, self.gy, *self.second]

@@ -137,6 +137,8 @@ import numpy as np
 from astropy.table import Table
 from numpy.typing import NDArray
 
+from spacepixels.difference import saturation_zone
+
 __all__ = [
     "CANDIDATE_COLUMNS",
     "DETECTION_COLUMNS",
@@ -862,6 +864,24 @@ def _lookup(image: NDArray[Any] | None, x: NDArray[np.float64], y: NDArray[np.fl
     return image[yi, xi]
 
 
+def _lookup_max3(image: NDArray[Any] | None, x: NDArray[np.float64], y: NDArray[np.float64]) -> Any:
+    """The largest value of ``image`` in the 3 x 3 pixels around the pixel nearest to each
+    ``(x, y)`` (the image's edge repeated beyond it): a 3 x 3 maximum filter, looked up
+    only where it is needed."""
+    if image is None or x.size == 0:
+        return np.zeros(x.size)
+    height, width = image.shape
+    xi = np.clip(np.rint(x).astype(np.int64), 0, width - 1)
+    yi = np.clip(np.rint(y).astype(np.int64), 0, height - 1)
+    best = image[yi, xi]
+    for dy in (-1, 0, 1):
+        rows = np.clip(yi + dy, 0, height - 1)
+        for dx in (-1, 0, 1):
+            if dx or dy:
+                best = np.maximum(best, image[rows, np.clip(xi + dx, 0, width - 1)])
+    return best
+
+
 def _angle_diff(a: NDArray[np.float64] | float, b: NDArray[np.float64] | float) -> Any:
     """Smallest difference between two undirected angles (radians), in 0..pi/2."""
     d = np.mod(np.asarray(a) - np.asarray(b), np.pi)
@@ -1262,12 +1282,10 @@ def _stack_ratio(
     ignores). A streak piece: the same along its segment, or a median at least five times
     the stack's noise (a bleed trail of a saturated star blended with the star).
     """
-    from scipy import ndimage
-
     if sky.stack is None:
         return np.zeros(d.n)
-    local_max = ndimage.maximum_filter(sky.stack, size=3)
-    value = _lookup(local_max, d.X, d.Y).astype(np.float64)
+    local_max = sky.stack
+    value = _lookup_max3(local_max, d.X, d.Y).astype(np.float64)
     peak = np.where(np.isfinite(d.peak) & (d.peak > 0), d.peak, np.nan)
     with np.errstate(invalid="ignore", divide="ignore"):
         ratio = value / peak
@@ -1277,7 +1295,7 @@ def _stack_ratio(
         along = d.a[elongated, None] * steps[None, :]
         xs = d.X[elongated, None] + along * np.cos(d.theta[elongated])[:, None]
         ys = d.Y[elongated, None] + along * np.sin(d.theta[elongated])[:, None]
-        samples = _lookup(local_max, xs.ravel(), ys.ravel()).reshape(xs.shape)
+        samples = _lookup_max3(local_max, xs.ravel(), ys.ravel()).reshape(xs.shape)
         with np.errstate(invalid="ignore", divide="ignore"):
             ratio[elongated] = (
                 _STACK_RATIO_STATIC * np.median(samples, axis=1) / peak[elongated]
@@ -1289,7 +1307,7 @@ def _stack_ratio(
         frac = (steps[None, :] + 1.0) / 2.0
         xs = lines.x0[pieces, None] + (lines.x1 - lines.x0)[pieces, None] * frac - shift_x
         ys = lines.y0[pieces, None] + (lines.y1 - lines.y0)[pieces, None] * frac - shift_y
-        samples = _lookup(local_max, xs.ravel(), ys.ravel()).reshape(xs.shape)
+        samples = _lookup_max3(local_max, xs.ravel(), ys.ravel()).reshape(xs.shape)
         level = np.median(samples, axis=1)
         noise = _stack_noise(sky.stack)
         with np.errstate(invalid="ignore", divide="ignore"):
@@ -1368,25 +1386,16 @@ class _EarlyLate:
 
 def _saturated_zone(stack: NDArray[np.float32] | None, fwhm: float) -> NDArray[np.bool_] | None:
     """Where the stack is saturated (at least half its brightest value: the saturation
-    plateau when stars saturate), grown by a few FWHM, and along the columns where a
-    saturated star bleeds. The early and late stacks differ there by how far saturation
-    spreads with the seeing, which looks like motion; slow movers are not looked for
-    there."""
-    from scipy import ndimage
-
+    plateau when stars saturate), grown by a few FWHM and along the columns where a
+    saturated star bleeds (:func:`spacepixels.difference.saturation_zone`). The early and
+    late stacks differ there by how far saturation spreads with the seeing, which looks
+    like motion; slow movers are not looked for there."""
     if stack is None or stack.size == 0:
         return None
     top = float(stack.max())
     if not top > 0:
         return None
-    across = 2 * math.ceil(2.0 * fwhm) + 1
-    along = 2 * int(3.0 * fwhm + 10.0) + 1
-    saturated = stack >= 0.5 * top
-    # A dilation by a rectangle of ones, as a (separable, much faster) maximum filter.
-    zone = ndimage.maximum_filter(
-        saturated.view(np.uint8), size=(along, across), mode="constant", cval=0
-    )
-    return zone.view(bool)
+    return saturation_zone(stack >= 0.5 * top, fwhm)
 
 
 @dataclass
