@@ -99,13 +99,22 @@ def other_files(wildcards):
 _CHUNK_COUNTS = {}
 
 
+_TWO_CHUNKS_FROM = 16
+"""A session of this many frames or more is extracted in two chunks at least, side by side."""
+
+
 def chunk_count(session_id):
-    """How many extraction chunks a session has (frames in name order, frames_per_job each)."""
+    """How many extraction chunks a session has, and frames per chunk (frames in name
+    order): at most frames_per_job each, as even as can be, and two at least from
+    _TWO_CHUNKS_FROM frames, so that a short session does not wait on one core."""
     if session_id not in _CHUNK_COUNTS:
         section = spconfig.merge_stage(config, session_overrides(session_id), "extract")
         per_job = section.get("frames_per_job") or 25
-        count = max(1, -(-len(SESSIONS[session_id].frames) // per_job))
-        _CHUNK_COUNTS[session_id] = (count, per_job)
+        n = len(SESSIONS[session_id].frames)
+        count = max(1, -(-n // per_job))
+        if n >= _TWO_CHUNKS_FROM and per_job > 1:
+            count = max(count, 2)
+        _CHUNK_COUNTS[session_id] = (count, max(1, -(-n // count)))
     return _CHUNK_COUNTS[session_id]
 
 
