@@ -1,9 +1,12 @@
 """Link: from per-frame detections to what moved through the field.
 
-The extraction lists every source of every good frame: mostly stars, at the same place in
-(nearly) every frame, plus hot pixels, a bad column, cosmic rays, noise, and, rarely, the
-objects we are after. Link sorts them out in five steps, and writes the candidates in the
-public output contract (``candidates.ecsv``, ``detections.ecsv``, pixel coordinates).
+The extraction lists the sources of every good frame. Searched as they are, the frames
+give mostly stars, at the same place in (nearly) every frame; searched as differences from
+the session's stack (extract's default from 8 good frames), what is left of the stars
+after the fit (a ring or a dipole where the seeing or the star's wander was not followed).
+Both come with hot pixels, a bad column, cosmic rays, noise, and, rarely, the objects we
+are after. Link sorts them out in five steps, and writes the candidates in the public
+output contract (``candidates.ecsv``, ``detections.ecsv``, pixel coordinates).
 
 1. **Defects and cosmic rays.** A detection on a hot pixel of the defect map (bit 1,
    within a pixel), centred on a bad column (bit 2), or stretched along a bad column that
@@ -656,7 +659,8 @@ def _read_image(path: Path) -> NDArray[Any] | None:
 
 def _flattened(image: NDArray[np.float32]) -> NDArray[np.float32]:
     """The image less its smooth background (a stack of frames whose sky level was taken
-    out as one number keeps the gradients and vignetting of the sky)."""
+    out as one number keeps the gradients and vignetting of the sky); in place when the
+    image is float32 and C-contiguous."""
     import sep
 
     height, width = image.shape
@@ -664,7 +668,8 @@ def _flattened(image: NDArray[np.float32]) -> NDArray[np.float32]:
     if height < 2 * mesh or width < 2 * mesh:
         return image - np.float32(np.median(image))
     data = np.ascontiguousarray(image, dtype=np.float32)
-    return (data - sep.Background(data, bw=mesh, bh=mesh).back()).astype(np.float32)
+    sep.Background(data, bw=mesh, bh=mesh).subfrom(data)
+    return data
 
 
 def _read_sky(sky_dir: Path | None) -> tuple[_Sky, list[str]]:
@@ -685,10 +690,17 @@ def _read_sky(sky_dir: Path | None) -> tuple[_Sky, list[str]]:
             warnings.append(f"cannot read {sky_dir / 'sky.json'}: {exc}")
 
     def as_float(a: NDArray[Any] | None) -> NDArray[np.float32] | None:
-        return None if a is None else _flattened(np.nan_to_num(a.astype(np.float32), nan=0.0))
+        if a is None:
+            return None
+        native = a.astype(np.float32)  # a copy in native byte order, made finite in place
+        return _flattened(np.nan_to_num(native, copy=False, nan=0.0))
 
     def as_u8(a: NDArray[Any] | None) -> NDArray[np.uint8] | None:
-        return None if a is None else np.nan_to_num(a).astype(np.uint8)
+        if a is None:
+            return None
+        if a.dtype.kind in "iub":
+            return a.astype(np.uint8)
+        return np.nan_to_num(a.astype(np.float32), copy=False).astype(np.uint8)
 
     return (
         _Sky(

@@ -359,7 +359,10 @@ def _stationary(
                 minarea=settings.mask_min_area,
                 filter_kernel=kernel,
                 filter_type="conv",
+                # No deblending (a blend of stars is masked all the same), and no
+                # multi-threshold pass for it either: less than half the time.
                 deblend_cont=1.0,
+                deblend_nthresh=1,
                 clean=False,
                 segmentation_map=True,
             )
