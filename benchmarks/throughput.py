@@ -7,7 +7,9 @@ runs the workflow's detection stages (check, tune, sky, extract, link) with
 - per-stage seconds and peak memory (max RSS) from the rules' ``benchmark:`` files,
 - the wall time of the whole run and its megapixels per second,
 - the floor: reading every frame once with astropy and taking its median,
-- the ratio of the run to the floor.
+- the ratio of the run to the floor,
+
+and first the fixed cost of any session: the same stages on 20 frames of 256 x 256.
 
 Targets (issue 3): the detection stages together at >= 15 megapixels/s with 2 cores, and no
 job above 1.5 GB peak memory for 100 frames of 4096x4096.
@@ -132,6 +134,22 @@ def bench(n_frames: int, side: int, workdir: Path, seed: int) -> dict[str, float
     return {"rate": rate, "peak": peak, "floor": floor, "wall": wall}
 
 
+def fixed_cost(workdir: Path, seed: int) -> float:
+    """The wall time of the detection stages on 20 frames of 256 x 256: what any session
+    costs before its pixels (Snakemake's planning and five jobs' start-up)."""
+    nights = workdir / "nights_fixed"
+    results = workdir / "results_fixed"
+    shutil.rmtree(results, ignore_errors=True)
+    if not nights.exists():
+        _make_session(nights, 20, 256, seed)
+    wall, _ = _run_workflow(nights, results)
+    print(
+        f"\nfixed cost of a session (20 frames of 256x256, 1.3 megapixels): {wall:.1f} s "
+        "of every session's wall time"
+    )
+    return wall
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
@@ -145,6 +163,7 @@ def main(argv: list[str] | None = None) -> int:
     workdir = args.keep or Path(tempfile.mkdtemp(prefix="spacepixels-throughput-"))
     workdir.mkdir(parents=True, exist_ok=True)
     try:
+        fixed_cost(workdir, args.seed)
         for size in args.sizes.split(","):
             n_frames, side = (int(v) for v in size.lower().split("x"))
             bench(n_frames, side, workdir, args.seed)
