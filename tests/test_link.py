@@ -333,6 +333,15 @@ def test_a_flash_is_reported_and_a_cosmic_ray_is_not(tmp_path: Path) -> None:
     assert flash["mjd_start"] == pytest.approx(scene.mjd[8])
 
 
+def test_a_cosmic_ray_near_a_flash_in_another_frame_does_not_hide_it(tmp_path: Path) -> None:
+    scene = Scene(seed=7)
+    scene.point(8, 123.0, 200.0, snr=40.0, sharpness=1.0)  # the flash
+    scene.point(2, 124.5, 197.5, snr=30.0, sharpness=6.0)  # a hit 3 px away, frame 2
+    candidates, _, _ = run(scene, tmp_path)
+    assert list(candidates["kind"]) == ["anomaly"], candidates
+    assert candidates[0]["x_start"] == pytest.approx(123.0, abs=0.3)
+
+
 def test_a_bright_point_on_a_star_is_the_star_not_a_flash(tmp_path: Path) -> None:
     scene = Scene(seed=8)
     # A second detection, as bright as the star, at a bright star's place in one frame.

@@ -2737,7 +2737,9 @@ def _find_flashes(
     reach = max(rs.match_radius_px, 1.5 * rs.fwhm)
     for i, near in _neighbours_in_batches(tree, d.X, d.Y, idx, reach):
         near_i = np.asarray(near, dtype=np.int64)
-        others = near_i[d.f[near_i] != d.f[i]]
+        # A cosmic ray or a hot pixel there in another frame is no star under the flash.
+        others = near_i[(d.f[near_i] != d.f[i]) & (d.cls[near_i] != _COSMIC)]
+        others = others[d.cls[others] != _DEFECT]
         if others.size == 0:
             if stack_ratio[i] < _STACK_RATIO_FLASH:
                 keep.append(int(i))
