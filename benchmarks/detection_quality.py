@@ -31,10 +31,13 @@ Usage::
     python benchmarks/detection_quality.py [--sessions 10] [--frames 20] [--out DIR]
                                            [--in-process | --link-only] [--cores 2]
                                            [--seed 3100] [--link-setting KEY=VALUE ...]
+                                           [--extract-setting KEY=VALUE ...]
 
 ``--link-only`` runs the workflow up to link (no plate solving, previews or measure) and
-reads ``results/<session>/link/``; ``--link-setting`` sets a ``link:`` key as the
-configuration would (``--configfile`` overlay, or the configured section in process).
+reads ``results/<session>/link/``; ``--link-setting`` and ``--extract-setting`` set a
+``link:`` or ``extract:`` key as the configuration would (``--configfile`` overlay, or the
+configured section in process), e.g. ``--extract-setting subtract_reference=false`` to
+search the frames as they are.
 
 The exit status is 0 when every target passes, 1 otherwise.
 """
@@ -131,12 +134,15 @@ def build_tree(out: Path, n_sessions: int, n_frames: int, seed: int) -> Path:
     return path
 
 
-def run_workflow(out: Path, cores: int, link_settings: dict[str, Any], targets: list[str]) -> float:
+def run_workflow(
+    out: Path, cores: int, sections: dict[str, dict[str, Any]], targets: list[str]
+) -> float:
     """Run the Snakemake workflow from the repository root; return its wall time."""
     command = [sys.executable, "-m", "snakemake", "--cores", str(cores), *targets]
-    if link_settings:
-        overlay = out / "link_settings.yaml"
-        overlay.write_text(json.dumps({"link": link_settings}))  # JSON is YAML
+    sections = {name: values for name, values in sections.items() if values}
+    if sections:
+        overlay = out / "settings.yaml"
+        overlay.write_text(json.dumps(sections))  # JSON is YAML
         command += ["--configfile", str(REPO / "config" / "config.yaml"), str(overlay)]
     command += [
         "--config",
@@ -152,7 +158,7 @@ def run_workflow(out: Path, cores: int, link_settings: dict[str, Any], targets: 
 
 
 def run_in_process(
-    out: Path, truth_path: Path, link_settings: dict[str, Any]
+    out: Path, truth_path: Path, sections: dict[str, dict[str, Any]]
 ) -> tuple[list[SessionEvaluation], float]:
     """Run check, tune, sky model, extract and link through the package, per session."""
 
@@ -173,7 +179,7 @@ def run_in_process(
         (work / "check").mkdir(parents=True, exist_ok=True)
         table.write(work / "check" / "frames.ecsv", format="ascii.ecsv", overwrite=True)
         tune.write_tuned(tuned, work / "tune" / "settings.yaml")
-        values, _ = tune.resolve({}, tuned["extract"])
+        values, _ = tune.resolve(sections["extract"], tuned["extract"])
         detections = extract.extract_frames(
             good,
             table,
@@ -181,7 +187,7 @@ def run_in_process(
             work / "extract" / "chunk_000.ecsv",
             reference_path=work / "sky" / "reference.fits",
         )
-        link_values, _ = tune.resolve(link_settings, tuned["link"])
+        link_values, _ = tune.resolve(sections["link"], tuned["link"])
         settings = link.LinkSettings.from_mapping(link_values)
         candidates, rows, stats = link.link_session(detections, table, work / "sky", settings)
         link.write_link(
@@ -294,13 +300,22 @@ def main(argv: list[str] | None = None) -> int:
         metavar="KEY=VALUE",
         help="set a link: key as the configuration would (repeatable), e.g. slow_min_motion_px=1.5",
     )
+    parser.add_argument(
+        "--extract-setting",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="set an extract: key as the configuration would (repeatable), e.g. "
+        "subtract_reference=false",
+    )
     args = parser.parse_args(argv)
-    link_settings: dict[str, Any] = {}
-    for item in args.link_setting:
-        key, sep, value = item.partition("=")
-        if not sep:
-            parser.error(f"--link-setting wants KEY=VALUE, not {item!r}")
-        link_settings[key.strip()] = json.loads(value)
+    sections: dict[str, dict[str, Any]] = {"extract": {}, "link": {}}
+    for name, items in (("link", args.link_setting), ("extract", args.extract_setting)):
+        for item in items:
+            key, sep, value = item.partition("=")
+            if not sep:
+                parser.error(f"--{name}-setting wants KEY=VALUE, not {item!r}")
+            sections[name][key.strip()] = json.loads(value)
     if args.sessions < 1 or args.frames < 3:
         parser.error("need at least 1 session of 3 frames")
     temporary = None
@@ -318,7 +333,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"Built {args.sessions} sessions in {time.perf_counter() - start:.0f} s in {out}")
         truth = json.loads(truth_path.read_text())
         if args.in_process:
-            evaluations, seconds = run_in_process(out, truth_path, link_settings)
+            evaluations, seconds = run_in_process(out, truth_path, sections)
             mode = "in process"
         else:
             targets = []
@@ -328,13 +343,14 @@ def main(argv: list[str] | None = None) -> int:
                     for sid in sorted(truth["sessions"])
                     for name in ("candidates.ecsv", "detections.ecsv")
                 ]
-            seconds = run_workflow(out, args.cores, link_settings, targets)
+            seconds = run_workflow(out, args.cores, sections, targets)
             evaluations = evaluate_results(truth_path, out / "results", link_only=args.link_only)
             mode = f"Snakemake workflow, --cores {args.cores}"
             if args.link_only:
                 mode += ", up to link"
-        if link_settings:
-            mode += ", link: " + ", ".join(f"{k}={v}" for k, v in link_settings.items())
+        for name, values in sections.items():
+            if values:
+                mode += f", {name}: " + ", ".join(f"{k}={v}" for k, v in values.items())
         summary = summarize(evaluations)
         (out / "summary.json").write_text(json.dumps(summary, indent=2, default=float))
         ok = report(summary, evaluations, seconds, truth, mode)
