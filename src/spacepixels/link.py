@@ -261,6 +261,10 @@ are then the position the stacks give, and ``flux``, ``snr`` NaN)."""
 _GATE_SIGMA = 3.5
 """A detection joins a track when it lies within this many sigma of the prediction."""
 
+_MERGE_SLACK_FWHM = 0.25
+"""Two tracks of the same motion in different frames are tried as one when the second's
+detections lie within the first's prediction error and this many FWHM of its line."""
+
 _MOTION_CHI2 = 25.0
 """Chi-square gain (two axes) of a straight-line motion over a fixed position that counts
 as significant motion (about 5 sigma)."""
@@ -2293,7 +2297,11 @@ class _TrackFinder:
             lag = d.t[m] - other.tc
             rx = d.X[m] - (other.x0 + other.vx * lag)
             ry = d.Y[m] - (other.y0 + other.vy * lag)
-            var = other.var_v * lag**2
+            # The line's error at that lag, and a slack of a quarter FWHM: a slow mover
+            # searched in differences is pulled along its motion by the part of it the
+            # stack holds, by a few tenths of a pixel, and a track broken by a missed
+            # frame is still one. The union is judged in full below.
+            var = other.var_v * lag**2 + (_MERGE_SLACK_FWHM * self.rs.fwhm) ** 2
             if np.median((rx * rx + ry * ry) / (self.sigma[m] ** 2 + var)) > _GATE_SIGMA**2:
                 continue
             union = self.assess(np.concatenate([other.members, m]).tolist())
