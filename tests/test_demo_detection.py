@@ -9,19 +9,16 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 from astropy.table import Table
+from badinput_corpus import snakemake_command
 from workdir import make_workdir
 
 from spacepixels import synth
 from spacepixels.evaluate import evaluate_session
 
 pytestmark = [pytest.mark.workflow, pytest.mark.slow]
-
-SNAKEMAKE = str(Path(sys.executable).parent / "snakemake")
 
 
 @pytest.fixture(scope="module")
@@ -32,16 +29,7 @@ def evaluations(tmp_path_factory: pytest.TempPathFactory) -> dict:
     work = make_workdir(base / "work")
     results = work / "results"
     targets = [str(results / sid / "link" / "candidates.ecsv") for sid in sorted(truth)]
-    command = [
-        SNAKEMAKE,
-        "--cores",
-        "2",
-        "--config",
-        f"input_root={base / 'demo' / 'nights'}",
-        f"results_root={results}",
-        "--",
-        *targets,
-    ]
+    command = snakemake_command(base / "demo" / "nights", results, "--", *targets)
     done = subprocess.run(command, cwd=work, capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     out = {}
