@@ -53,6 +53,7 @@ import yaml
 from astropy.table import Table
 from markupsafe import Markup
 
+from spacepixels.config import STAGES
 from spacepixels.files import jsonable, write_atomically
 from spacepixels.settings import section_values
 
@@ -72,19 +73,6 @@ logger = logging.getLogger(__name__)
 TEMPLATES = Path(__file__).parent / "templates"
 """The folder of the jinja2 templates and the inlined style sheet and script."""
 
-STAGE_ORDER = (
-    "check",
-    "convert",
-    "tune",
-    "sky",
-    "extract",
-    "link",
-    "solve",
-    "measure",
-    "render",
-    "report",
-)
-"""Stages in pipeline order, for the timing table (others follow in name order)."""
 
 KIND_LABELS = {
     "track": "track",
@@ -343,7 +331,7 @@ def read_benchmarks(folder: str | os.PathLike[str]) -> list[dict[str, Any]]:
             rss = _finite(row.get("max_rss"))
             if rss is not None:
                 entry["max_rss_mb"] = max(rss, entry["max_rss_mb"] or 0.0)
-    order = {name: i for i, name in enumerate(STAGE_ORDER)}
+    order = {name: i for i, name in enumerate(STAGES)}
     return sorted(stages.values(), key=lambda e: (order.get(e["stage"], len(order)), e["stage"]))
 
 
@@ -933,7 +921,7 @@ def _first_error(logs: Path) -> str:
     """The first error line of a session's logs, or an empty string."""
     if not logs.is_dir():
         return ""
-    order = {name: i for i, name in enumerate(STAGE_ORDER)}
+    order = {name: i for i, name in enumerate(STAGES)}
     paths = sorted(logs.glob("*.log"), key=lambda p: (order.get(p.stem.split("_")[0], 99), p.name))
     for path in paths:
         try:
