@@ -18,6 +18,7 @@ from urllib.parse import unquote, urlsplit
 
 import pytest
 from astropy.table import Table
+from badinput_corpus import snakemake_command
 from workdir import make_workdir
 
 from spacepixels import synth
@@ -46,14 +47,7 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> Path:
     synth.make_demo_tree(base / "demo", catalog=True, wcs=False)
     work = make_workdir(base / "work")
     results = work / "results"
-    command = [
-        SNAKEMAKE,
-        "--cores",
-        "2",
-        "--config",
-        f"input_root={base / 'demo' / 'nights'}",
-        f"results_root={results}",
-    ]
+    command = snakemake_command(base / "demo" / "nights", results)
     done = subprocess.run(command, cwd=work, capture_output=True, text=True, timeout=1200)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     return results

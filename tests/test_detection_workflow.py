@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 from astropy.table import Table
+from badinput_corpus import snakemake_command
 from workdir import make_workdir
 
 from spacepixels import synth
@@ -21,7 +21,6 @@ from spacepixels import synth
 pytestmark = [pytest.mark.workflow, pytest.mark.slow]
 
 ROOT = Path(__file__).resolve().parents[1]
-SNAKEMAKE = str(Path(sys.executable).parent / "snakemake")
 SESSION = "2026-03-14/M31"
 
 
@@ -34,14 +33,7 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
     )
     work = make_workdir(base / "work")
     results = work / "results"
-    command = [
-        SNAKEMAKE,
-        "--cores",
-        "2",
-        "--config",
-        f"input_root={nights}",
-        f"results_root={results}",
-    ]
+    command = snakemake_command(nights, results)
     done = subprocess.run(command, cwd=work, capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     return results / SESSION, truth
