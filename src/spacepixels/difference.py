@@ -1,11 +1,10 @@
-"""Difference images: each frame minus the session's stationary image, fitted to it.
+"""Difference images: each frame minus the session's median stack, fitted to it.
 
-Whatever sits still (stars, galaxies, hot pixels) is in the sky model's stationary image
-(``sky/reference.fits``: the pixelwise minimum of the medians of the first, middle and last
-thirds of the good frames, its sky subtracted; see :mod:`spacepixels.skymodel`). Subtracting
-it from a frame leaves what moved, flashed or hit the sensor once, on flat noise, so that
-extraction finds a few hundred sources in a frame instead of every star, and finds a mover
-where it crosses a star's wing.
+Whatever sits still (stars, galaxies, hot pixels, bad columns) is in the sky model's
+median stack (``sky/reference.fits``: the stack of the good frames less its sky; see
+:mod:`spacepixels.skymodel`). Subtracting it from a frame leaves what moved, flashed or hit
+the sensor once, on flat noise, so that extraction finds a few hundred sources in a frame
+instead of every star, and finds a mover where it crosses a star's wing.
 
 A frame never matches the reference exactly. Per frame, a linear least-squares fit over
 the reference's bright pixels takes out, to first order,
@@ -106,12 +105,12 @@ _IDENTITY_FIT = Fit((1.0, 0.0, 0.0, 0.0, 0.0, 0.0), 0)
 
 
 class Reference:
-    """The stationary image, ready to be fitted to and subtracted from frames.
+    """The median stack, ready to be fitted to and subtracted from frames.
 
     Parameters
     ----------
     image : ndarray of float32, shape (height, width)
-        The stationary image with its sky subtracted (``sky/reference.fits``).
+        The median stack with its sky subtracted (``sky/reference.fits``).
     noise : float
         Its per-pixel noise (ADU).
     jitter_px : float

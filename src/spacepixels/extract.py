@@ -236,7 +236,7 @@ class ExtractSettings:
         Level (ADU) at which the camera saturates; None (default) takes each frame's own
         (header ``SATURATE``/``DATAMAX`` or the largest stored integer).
     subtract_reference : bool or None
-        Search each frame minus the sky model's stationary image, fitted to the frame
+        Search each frame minus the sky model's median stack, fitted to the frame
         (:mod:`spacepixels.difference`), rather than the frame itself (tuned: true from
         6 good frames; fallback true when a reference is given).
     reference_jitter_px : float or None
@@ -888,7 +888,8 @@ def _saturation_level(
 
 
 def _read_reference(path: Path, settings: ExtractSettings, frames_table: Table | None) -> Reference:
-    """The sky model's stationary image, ready to subtract (see :mod:`spacepixels.difference`)."""
+    """The sky model's median stack less its sky, ready to subtract
+    (see :mod:`spacepixels.difference`)."""
     from astropy.io import fits
 
     try:

@@ -95,8 +95,8 @@ EXTRACT_KEYS: dict[str, str] = {
     "aperture_radius_px": "radius (px) of the flux aperture: 0.8 FWHM",
     "clean": "whether sep drops detections a brighter neighbour's wings could explain "
     "(conservative only)",
-    "subtract_reference": "whether each frame is searched minus the sky model's stationary "
-    "image (from 8 good frames)",
+    "subtract_reference": "whether each frame is searched minus the sky model's median stack "
+    "(from 8 good frames)",
     "reference_jitter_px": "stars' wander (px) left after fitting the reference to a frame, "
     "in the difference image's noise",
 }
@@ -793,24 +793,24 @@ def _choose_extract(
 
 
 _REFERENCE_MIN_FRAMES = 8
-"""Fewest good frames whose stationary image is subtracted before extraction."""
+"""Fewest good frames whose median stack is subtracted before extraction."""
 
 
 def _choose_reference(n_good: int, scatter: float) -> dict[str, dict[str, Any]]:
-    # The reference is the least of three medians of a third of the frames each: about
-    # 1.25 / sqrt(n / 3) of a frame's noise, added in quadrature to every difference.
-    added = math.sqrt(1.0 + 1.25**2 * 3.0 / max(n_good, 1)) - 1.0
+    # The reference is the median stack: about 1.25 / sqrt(n) of a frame's noise, added in
+    # quadrature to every difference.
+    added = math.sqrt(1.0 + 1.25**2 / max(n_good, 1)) - 1.0
     if n_good >= _REFERENCE_MIN_FRAMES:
         subtract = _entry(
             True,
-            f"{n_good} good frames: their stationary image adds {100 * added:.0f} % to a "
+            f"{n_good} good frames: their median stack adds {100 * added:.0f} % to a "
             "frame's noise, and takes the stars out of what is searched",
         )
     else:
         subtract = _entry(
             False,
-            f"only {n_good} good frames (fewer than {_REFERENCE_MIN_FRAMES}): their stationary "
-            f"image would add {100 * added:.0f} % to a frame's noise",
+            f"only {n_good} good frames (fewer than {_REFERENCE_MIN_FRAMES}): their median "
+            f"stack would add {100 * added:.0f} % to a frame's noise",
         )
     wander = round(max(0.15, scatter), 3)
     return {
