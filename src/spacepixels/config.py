@@ -23,6 +23,8 @@ import yaml
 from jsonschema import Draft202012Validator
 from referencing import Registry, Resource
 
+from spacepixels.settings import STAGES
+
 __all__ = [
     "STAGES",
     "ConfigError",
@@ -33,20 +35,6 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
-
-STAGES: tuple[str, ...] = (
-    "check",
-    "convert",
-    "tune",
-    "sky",
-    "extract",
-    "link",
-    "solve",
-    "measure",
-    "render",
-    "report",
-)
-"""The stage sections a session file may override, in workflow order."""
 
 
 class ConfigError(ValueError):

@@ -53,9 +53,8 @@ import yaml
 from astropy.table import Table
 from markupsafe import Markup
 
-from spacepixels.config import STAGES
 from spacepixels.files import jsonable, write_atomically
-from spacepixels.settings import section_values
+from spacepixels.settings import STAGES, section_values
 
 __all__ = [
     "ReportSettings",

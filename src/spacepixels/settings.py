@@ -13,7 +13,21 @@ from collections.abc import Mapping
 from dataclasses import fields
 from typing import Any
 
-__all__ = ["section_values"]
+__all__ = ["STAGES", "section_values"]
+
+STAGES: tuple[str, ...] = (
+    "check",
+    "convert",
+    "tune",
+    "sky",
+    "extract",
+    "link",
+    "solve",
+    "measure",
+    "render",
+    "report",
+)
+"""The stages, in workflow order: the sections a session file may override."""
 
 
 def section_values(cls: type, values: Mapping[str, Any] | None, section: str) -> dict[str, Any]:
