@@ -624,3 +624,44 @@ def test_the_fast_track_search_matches_the_frame_by_frame_one(
         for name in a.colnames:
             x, y = np.asarray(a[name]), np.asarray(b[name])
             assert np.array_equal(x, y, equal_nan=x.dtype.kind == "f"), name
+
+
+def test_lookups_at_points_agree_with_the_whole_image_filters_they_replace() -> None:
+    """Link reads box means, local extrema, defect neighbourhoods and groups of touching
+    detections only where it needs them; each must agree with the scipy filter over the
+    whole image, edges included."""
+    from types import SimpleNamespace
+
+    from scipy import ndimage
+
+    from spacepixels import link
+
+    rng = np.random.default_rng(11)
+    image = rng.normal(size=(37, 53)).astype(np.float32)
+    ys, xs = np.mgrid[0:37, 0:53]
+    x, y = xs.ravel().astype(float), ys.ravel().astype(float)
+    for size in (3, 5, 7):
+        smooth = ndimage.uniform_filter(image, size=size)
+        assert np.allclose(link._box_mean(image, x, y, size), smooth.ravel(), atol=1e-5)
+        pairs = ((np.maximum, ndimage.maximum_filter), (np.minimum, ndimage.minimum_filter))
+        for op, filt in pairs:
+            expected = image == filt(image, size)
+            got = link._local_extrema(image, np.ones(image.shape, bool), size, op)
+            assert np.array_equal(got, expected)
+    defects = (rng.random((37, 53)) < 0.01).astype(np.uint8)
+    near = ndimage.binary_dilation(defects > 0, iterations=2)
+    assert np.array_equal(link._near_defect(defects, ys.ravel(), xs.ravel()), near.ravel())
+
+    # Groups: marked pixels grown by 3 x 3 squares, 4-connected, numbered in raster order.
+    n = 300
+    d = SimpleNamespace(X=rng.uniform(-1, 60, n), Y=rng.uniform(-1, 40, n), n=n)
+    use = rng.random(n) < 0.8
+    marked = np.zeros((37, 53), bool)
+    xi = np.clip(np.rint(d.X[use]).astype(int), 0, 52)
+    yi = np.clip(np.rint(d.Y[use]).astype(int), 0, 36)
+    marked[yi, xi] = True
+    labels, _ = ndimage.label(ndimage.binary_dilation(marked, np.ones((3, 3), bool)))
+    _, expected_groups = np.unique(labels[yi, xi], return_inverse=True)
+    groups = link._raster_groups(d, use, (37, 53))
+    assert np.array_equal(groups[use], expected_groups)
+    assert (groups[~use] == -1).all()

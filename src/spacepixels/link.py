@@ -697,7 +697,10 @@ def _read_sky(sky_dir: Path | None) -> tuple[_Sky, list[str]]:
         if a is None:
             return None
         native = a.astype(np.float32)  # a copy in native byte order, made finite in place
-        return _flattened(np.nan_to_num(native, copy=False, nan=0.0))
+        bad = ~np.isfinite(native)
+        if bad.any():
+            native[bad] = 0.0
+        return _flattened(native)
 
     def as_u8(a: NDArray[Any] | None) -> NDArray[np.uint8] | None:
         if a is None:
@@ -898,6 +901,74 @@ def _lookup_max3(image: NDArray[Any] | None, x: NDArray[np.float64], y: NDArray[
     return best
 
 
+def _box_mean(
+    image: NDArray[Any], x: NDArray[np.float64], y: NDArray[np.float64], size: int
+) -> NDArray[np.float64]:
+    """The mean of ``image`` in the ``size`` x ``size`` box (odd) centred on the pixel
+    nearest to each ``(x, y)`` (clipped to the image), the image mirrored beyond its edges:
+    a ``scipy.ndimage.uniform_filter`` looked up only where it is needed."""
+    if x.size == 0:
+        return np.zeros(0)
+    height, width = image.shape
+    xi = np.clip(np.rint(x).astype(np.int64), 0, width - 1)
+    yi = np.clip(np.rint(y).astype(np.int64), 0, height - 1)
+    steps = np.arange(size) - size // 2
+
+    def mirrored(index: NDArray[np.int64], n: int) -> NDArray[np.int64]:
+        index = np.where(index < 0, -index - 1, index)
+        return np.where(index >= n, 2 * n - index - 1, index)
+
+    rows = mirrored(yi[:, None] + steps, height)
+    cols = mirrored(xi[:, None] + steps, width)
+    box = image[rows[:, :, None], cols[:, None, :]].astype(np.float64)
+    return box.mean(axis=(1, 2))
+
+
+_EXTREMA_BY_FILTER = 0.02
+"""Above this fraction of the pixels to test, :func:`_local_extrema` filters the image."""
+
+
+def _local_extrema(
+    image: NDArray[np.float32], candidates: NDArray[np.bool_], size: int, op: Any
+) -> NDArray[np.bool_]:
+    """``candidates`` that hold the largest (``op`` ``np.maximum``) or smallest
+    (``np.minimum``) value of ``image`` in the ``size`` x ``size`` box around them: what
+    ``image == maximum_filter(image, size)`` gives there, looked up at the candidates only
+    when they are few. Changes and returns ``candidates``."""
+    ys, xs = np.nonzero(candidates)
+    if ys.size > _EXTREMA_BY_FILTER * image.size:
+        from scipy import ndimage
+
+        fn = ndimage.maximum_filter if op is np.maximum else ndimage.minimum_filter
+        candidates &= image == fn(image, size)
+        return candidates
+    height, width = image.shape
+    value = image[ys, xs]
+    best = value.copy()
+    for dy in range(-(size // 2), size // 2 + 1):
+        rows = np.clip(ys + dy, 0, height - 1)
+        for dx in range(-(size // 2), size // 2 + 1):
+            if dx or dy:
+                op(best, image[rows, np.clip(xs + dx, 0, width - 1)], out=best)
+    candidates[ys[best != value], xs[best != value]] = False
+    return candidates
+
+
+def _near_defect(
+    defects: NDArray[np.uint8], ys: NDArray[np.intp], xs: NDArray[np.intp]
+) -> NDArray[np.bool_]:
+    """Whether a defect lies within two pixels (``|dx| + |dy| <= 2``) of each pixel
+    ``(xs, ys)``: ``binary_dilation(defects > 0, iterations=2)`` there."""
+    height, width = defects.shape
+    near = np.zeros(ys.size, dtype=bool)
+    for dy in range(-2, 3):
+        for dx in range(-(2 - abs(dy)), 3 - abs(dy)):
+            y, x = ys + dy, xs + dx
+            inside = (y >= 0) & (y < height) & (x >= 0) & (x < width)
+            near[inside] |= defects[y[inside], x[inside]] > 0
+    return near
+
+
 def _angle_diff(a: NDArray[np.float64] | float, b: NDArray[np.float64] | float) -> Any:
     """Smallest difference between two undirected angles (radians), in 0..pi/2."""
     d = np.mod(np.asarray(a) - np.asarray(b), np.pi)
@@ -1018,12 +1089,10 @@ def _bad_columns(defects: NDArray[np.uint8] | None) -> NDArray[np.int64]:
 
 def _mark_defects(d: _Dets, sky: _Sky, rs: _Resolved) -> dict[str, int]:
     """Set the class of detections on defects and of cosmic rays; return the counts."""
-    from scipy import ndimage
-
     defect = np.zeros(d.n, dtype=bool)
     if sky.defects is not None:
-        hot = ndimage.maximum_filter((sky.defects & 1).astype(np.uint8), size=3)
-        defect |= _lookup(hot, d.x, d.y) > 0
+        # Bit 1: hot pixels (spacepixels.skymodel.DEFECT_HOT_PIXEL), and their neighbours.
+        defect |= _lookup_max3(sky.defects & 1, d.x, d.y) > 0
         columns = _bad_columns(sky.defects)
         if columns.size:
             nearest = np.abs(d.x[:, None] - columns[None, :]).min(axis=1)
@@ -1048,11 +1117,16 @@ def _raster_groups(d: _Dets, use: NDArray[np.bool_], shape: tuple[int, int]) -> 
     """Group detections whose (jitter-corrected) positions touch across frames.
 
     Each detection marks its nearest pixel on a raster of the frame; the raster is grown
-    by one pixel and its connected regions are the groups (a friends-of-friends link of
-    about two pixels in one pass over the pixels). Returns a group number per detection
-    (-1 where ``use`` is false), numbered from 0.
+    by one pixel (a 3 x 3 square) and its connected regions (4-connected) are the groups:
+    a friends-of-friends link of about two pixels. Two marked pixels are in one region
+    when their squares overlap or share an edge: at most 3 px apart in x and in y, and not
+    3 in both. That is worked out on the marked pixels alone (a k-d tree of them), not on
+    the frame's raster. Returns a group number per detection (-1 where ``use`` is false),
+    numbered in the order the regions start in the raster, row by row.
     """
-    from scipy import ndimage
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+    from scipy.spatial import cKDTree
 
     height, width = shape
     if height <= 0 or width <= 0:
@@ -1064,13 +1138,25 @@ def _raster_groups(d: _Dets, use: NDArray[np.bool_], shape: tuple[int, int]) -> 
         return groups
     xi = np.clip(np.rint(d.X[idx]).astype(np.int64), 0, width - 1)
     yi = np.clip(np.rint(d.Y[idx]).astype(np.int64), 0, height - 1)
-    occupied = np.zeros((height, width), dtype=bool)
-    occupied[yi, xi] = True
-    occupied = ndimage.binary_dilation(occupied, structure=np.ones((3, 3), dtype=bool))
-    labels, _ = ndimage.label(occupied)
-    raw = labels[yi, xi].astype(np.int64)
-    _, compact = np.unique(raw, return_inverse=True)
-    groups[idx] = compact
+    pixels, which = np.unique(yi * width + xi, return_inverse=True)
+    py, px = np.divmod(pixels, width)
+    pairs = cKDTree(np.column_stack([px, py])).query_pairs(3.0, p=np.inf, output_type="ndarray")
+    if pairs.size:
+        corner = (np.abs(px[pairs[:, 0]] - px[pairs[:, 1]]) == 3) & (
+            np.abs(py[pairs[:, 0]] - py[pairs[:, 1]]) == 3
+        )
+        pairs = pairs[~corner]
+    graph = coo_matrix(
+        (np.ones(len(pairs), dtype=np.int8), (pairs[:, 0], pairs[:, 1])),
+        shape=(pixels.size, pixels.size),
+    )
+    _, region = connected_components(graph, directed=False)
+    # A region's first pixel in the grown raster: the least of its squares' first pixels.
+    first = np.full(region.max() + 1, np.iinfo(np.int64).max, dtype=np.int64)
+    np.minimum.at(first, region, np.maximum(py - 1, 0) * width + np.maximum(px - 1, 0))
+    order = np.empty_like(first)
+    order[np.argsort(first, kind="stable")] = np.arange(first.size)
+    groups[idx] = order[region[which]]
     return groups
 
 
@@ -1350,10 +1436,12 @@ class _EarlyLate:
 
         assert sky.early is not None and sky.late is not None
         self.zone = zone
-        size = max(3, 2 * int(round(0.5 * fwhm)) + 1)
+        self.size = max(3, 2 * int(round(0.5 * fwhm)) + 1)
+        # The stacks are smoothed by a box of `size` pixels where they are compared. Only
+        # their difference is needed whole; the stacks themselves only at a few points.
+        self.raw_early = sky.early
         self.raw_difference = sky.early - sky.late
-        self.early = ndimage.uniform_filter(sky.early, size=size)
-        self.late = ndimage.uniform_filter(sky.late, size=size)
+        self.difference = ndimage.uniform_filter(self.raw_difference, size=self.size)
         third = max(1, frames.n // 3)
         self.t_early = float(np.mean(frames.t[:third]))
         self.t_late = float(np.mean(frames.t[-third:]))
@@ -1367,7 +1455,7 @@ class _EarlyLate:
         self.offset_x = float(np.mean(frames.dx))
         self.offset_y = float(np.mean(frames.dy))
         # Noise of one (smoothed) pixel of early minus late, for the dipole's significance.
-        self.noise = _stack_noise(self.early - self.late)
+        self.noise = _stack_noise(self.difference)
 
     def contrast(
         self,
@@ -1386,13 +1474,13 @@ class _EarlyLate:
         ys = np.array([y0 + vy * (self.t_early - tc), y0 + vy * (self.t_late - tc)])
         xs += self.offset_x
         ys += self.offset_y
-        if self.zone is not None and self.zone.shape == self.early.shape:
+        if self.zone is not None and self.zone.shape == self.difference.shape:
             # Around saturated stars the stacks differ by how far the saturation spreads.
             mid_x, mid_y = np.array([xs.mean()]), np.array([ys.mean()])
             if _lookup(self.zone, np.r_[xs, mid_x], np.r_[ys, mid_y]).any():
                 return 0.0
-        e = _lookup(self.early, xs, ys).astype(np.float64)
-        late = _lookup(self.late, xs, ys).astype(np.float64)
+        e = _box_mean(self.raw_early, xs, ys, self.size)
+        late = e - _box_mean(self.raw_difference, xs, ys, self.size)
         amplitude = 0.5 * (e[0] + late[1])
         dipole = 0.5 * ((e[0] - late[0]) + (late[1] - e[1]))
         if not amplitude > 0 or dipole < significance * self.noise / math.sqrt(2.0):
@@ -1498,31 +1586,28 @@ def _stack_movers(
     more than a slow mover travels between the two stacks, fitted as a dipole, and
     confirmed like the slow tracks (contrast and significance). Those an accepted track
     already explains are skipped."""
-    from scipy import ndimage
     from scipy.spatial import cKDTree
 
     el = early_late
-    difference = el.early - el.late
+    difference = el.difference
     noise = el.noise
     if not noise > 0:
         return []
     size = 2 * int(round(rs.fwhm)) + 1
     level = _DIPOLE_SIGMA * noise
-    # One filtered image at a time (each is as large as a frame).
-    positive = difference >= level
-    positive &= difference == ndimage.maximum_filter(difference, size)
-    negative = difference <= -level
-    negative &= difference == ndimage.minimum_filter(difference, size)
-    if defects is not None and defects.shape == difference.shape:
-        # Hot pixels and bad columns change between the stacks with the dark current.
-        near_defect = ndimage.binary_dilation(defects > 0, iterations=2)
-        positive &= ~near_defect
-        negative &= ~near_defect
-    if zone is not None and zone.shape == difference.shape:
-        positive &= ~zone
-        negative &= ~zone
-    py, px = np.nonzero(positive)
-    ny, nx = np.nonzero(negative)
+    py, px = np.nonzero(_local_extrema(difference, difference >= level, size, np.maximum))
+    ny, nx = np.nonzero(_local_extrema(difference, difference <= -level, size, np.minimum))
+    for ys, xs, sign in ((py, px, 1), (ny, nx, -1)):
+        keep = np.ones(ys.size, dtype=bool)
+        if defects is not None and defects.shape == difference.shape:
+            # Hot pixels and bad columns change between the stacks with the dark current.
+            keep &= ~_near_defect(defects, ys, xs)
+        if zone is not None and zone.shape == difference.shape:
+            keep &= ~zone[ys, xs]
+        if sign > 0:
+            py, px = ys[keep], xs[keep]
+        else:
+            ny, nx = ys[keep], xs[keep]
     if px.size == 0 or nx.size == 0 or px.size > _MAX_DIPOLE_PEAKS:
         return []
     span = el.t_late - el.t_early
