@@ -146,3 +146,24 @@ def test_nothing_is_searched_around_a_saturated_star(scene: dict) -> None:
     assert np.all(diff[reference.blind] == 0)
     near = np.hypot(columns["x"] - giant[0], columns["y"] - giant[1]) < 25
     assert not near.any()
+
+
+def test_gradients_and_saturated_patches_agree_with_numpy_and_scipy() -> None:
+    """The reference's derivatives and the boxes of saturated patches are worked out
+    without numpy.gradient or a label image; they must give the same values and boxes."""
+    from scipy import ndimage
+
+    from spacepixels import difference
+
+    rng = np.random.default_rng(5)
+    image = rng.normal(size=(31, 47)).astype(np.float32)
+    for axis in (0, 1):
+        assert np.array_equal(difference._gradient(image, axis), np.gradient(image, axis=axis))
+    for fraction in (0.002, 0.05, 0.3):  # the graph of neighbours, and the label image
+        mask = rng.random((64, 96)) < fraction
+        labels, _ = ndimage.label(mask)
+
+        def corners(boxes):
+            return {(rows.start, rows.stop, cols.start, cols.stop) for rows, cols in boxes}
+
+        assert corners(difference._patch_boxes(mask)) == corners(ndimage.find_objects(labels))
