@@ -7,7 +7,7 @@
 #   config/sessions/<session>.yaml            optional per-session overrides of stage sections
 #
 # Stages: check (calibrate-check) -> convert (previews, optional mono copies)
-#         check -> tune -> sky (stack, masks) + extract (chunks) -> link
+#         check -> tune + sky stacks -> sky maps -> extract (chunks) -> link
 #         check -> solve;  link + solve -> measure (RA/Dec, rates, links)
 
 

@@ -1,21 +1,18 @@
-"""Snakemake adaptor for the sky model: see spacepixels.skymodel."""
+"""Snakemake adaptor for the sky model's maps: see spacepixels.skymodel.sky_maps."""
 
 from pathlib import Path
 
 from astropy.table import Table
 
-from spacepixels import sessions, skymodel, tune
+from spacepixels import skymodel, tune
 from spacepixels.runner import run_stage
 
 
 def main(sm):
     settings = skymodel.SkySettings.from_mapping(sm.params.settings)
-    frames = sessions.good_frames(sm.input.checked, sm.params.session_folder, sm.params.min_frames)
     table = Table.read(sm.input.checked, format="ascii.ecsv")
     tuned = tune.read_tuned(sm.input.tuned)
-    skymodel.model_sky(
-        frames, table, tuned, settings, Path(sm.output.stack).parent, threads=sm.threads
-    )
+    skymodel.sky_maps(Path(sm.output.summary).parent, table, tuned, settings)
 
 
 run_stage(snakemake, main)

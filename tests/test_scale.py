@@ -61,6 +61,24 @@ def test_a_changed_override_reruns_only_that_session(finished_tree) -> None:
     rules = {job.split(" ")[0] for job in planned}
     # link and everything after it, for that session; nothing before link, nothing elsewhere.
     assert {"link", "measure", "report"} <= rules, planned
-    assert not rules & {"check", "convert", "tune", "model_sky", "extract", "solve"}, planned
+    before = {"check", "convert", "tune", "stack_frames", "model_sky", "extract", "solve"}
+    assert not rules & before, planned
     others = [job for job in planned if f"({changed})" not in job and job != "index (-)"]
     assert not others, f"jobs of other sessions would rerun: {others}"
+
+
+def test_a_changed_sky_mask_setting_remakes_the_maps_not_the_stacks(finished_tree) -> None:
+    """The stacks read every frame; a setting of the maps made from them (the mask's
+    threshold) must not read the frames again."""
+    work, nights, results, ids = finished_tree
+    changed = ids[1]
+    override = work / "config" / "sessions" / f"{changed}.yaml"
+    override.parent.mkdir(parents=True, exist_ok=True)
+    override.write_text("sky:\n  mask_sigma: 2.5\n")
+    try:
+        _, _, output = scale.snakemake(work, nights, results, "--dry-run")
+    finally:
+        override.unlink()
+    rules = {job.split(" ")[0] for job in scale.jobs_run(output)}
+    assert {"model_sky", "extract", "link"} <= rules, rules
+    assert not rules & {"check", "convert", "tune", "stack_frames", "solve"}, rules

@@ -294,9 +294,9 @@ def read_benchmarks(folder: str | os.PathLike[str]) -> list[dict[str, Any]]:
     Parameters
     ----------
     folder : path-like
-        ``results/<session>/benchmarks``; each ``<stage>.tsv`` or ``<stage>_<chunk>.tsv``
-        holds Snakemake's columns (``s``, ``max_rss`` in MB, ...). A missing folder gives
-        no rows.
+        ``results/<session>/benchmarks``; each ``<stage>.tsv``, ``<stage>_<chunk>.tsv``
+        or ``<stage>_<step>.tsv`` (a stage of several jobs, such as ``sky_stack``) holds
+        Snakemake's columns (``s``, ``max_rss`` in MB, ...). A missing folder gives no rows.
 
     Returns
     -------
@@ -311,6 +311,8 @@ def read_benchmarks(folder: str | os.PathLike[str]) -> list[dict[str, Any]]:
         stem = path.stem
         head, _, tail = stem.rpartition("_")
         stage = head if head and tail.isdigit() else stem
+        if stage not in STAGES and stem.split("_")[0] in STAGES:
+            stage = stem.split("_")[0]
         try:
             with path.open(encoding="utf-8", newline="") as handle:
                 rows = list(csv.DictReader(handle, delimiter="\t"))

@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from dataclasses import fields
 from typing import Any
 
-__all__ = ["STAGES", "section_values"]
+__all__ = ["SKY_STACK_SETTINGS", "STAGES", "section_values"]
 
 STAGES: tuple[str, ...] = (
     "check",
@@ -28,6 +28,10 @@ STAGES: tuple[str, ...] = (
     "report",
 )
 """The stages, in workflow order: the sections a session file may override."""
+
+SKY_STACK_SETTINGS: tuple[str, ...] = ("memory_mb", "early_late_fraction")
+"""The keys of the ``sky`` section that its stacks depend on (the rest, the maps made of
+them: a change of those reruns the maps without reading the frames again)."""
 
 
 def section_values(cls: type, values: Mapping[str, Any] | None, section: str) -> dict[str, Any]:

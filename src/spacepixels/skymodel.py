@@ -31,6 +31,8 @@ model gives the linker three maps and two more stacks:
     stationary image below: where the seeing drifts through the night, the least of three
     medians takes each pixel from a different third, a star's core from the worst seeing
     and its wings from the best, a profile no frame has.)
+``minimum.fits``
+    The stationary image (below), from which the mask is made.
 ``stationary_sources.ecsv``
     The stationary sources behind the mask: ``x``, ``y``, ``flux``, ``peak`` (ADU in the
     stationary image), ``a``, ``b``, ``theta``, ``npix``, for a linker that prefers to
@@ -43,6 +45,12 @@ frames when it moves slowly) is in at most one or two of them. The mask's thresh
 set in a single frame's noise (``mask_sigma``, scaled by the ratio of a frame's noise to
 the stationary image's), so that it covers what could be detected, or push a detection
 about, in one frame, not every star the deep stack reveals.
+
+The model is made in two steps, two jobs of the workflow. :func:`stack_frames` reads the
+checked frames and writes the stacks (``stack``, ``early``, ``late`` and ``minimum``);
+it needs no tuned setting, so it runs beside the tune stage, and a change of tuning does
+not read the frames again. :func:`sky_maps` then makes the rest of the stacks with the
+tuned seeing and background mesh. :func:`model_sky` runs both.
 
 Memory is bounded: the stack is computed in strips of rows. For each strip, those rows of
 every frame are read (:class:`spacepixels.frames.FrameRows` reads only them), and the
@@ -82,23 +90,41 @@ from spacepixels.extract import (
 )
 from spacepixels.files import jsonable, write_atomically
 from spacepixels.frames import FrameRows
-from spacepixels.settings import section_values
+from spacepixels.settings import SKY_STACK_SETTINGS, section_values
 
-__all__ = ["SKY_FILES", "SkySettings", "model_sky"]
+__all__ = [
+    "SKY_FILES",
+    "STACK_FILES",
+    "STACK_SETTINGS",
+    "SkySettings",
+    "model_sky",
+    "sky_maps",
+    "stack_frames",
+]
 
 logger = logging.getLogger(__name__)
 
-SKY_FILES: tuple[str, ...] = (
+STACK_FILES: tuple[str, ...] = (
     "stack.fits",
-    "stationary_mask.fits",
-    "defects.fits",
     "early.fits",
     "late.fits",
+    "minimum.fits",
+    "stack.json",
+)
+"""The files :func:`stack_frames` writes: the stacks, which need only the checked frames."""
+
+SKY_FILES: tuple[str, ...] = STACK_FILES + (
+    "stationary_mask.fits",
+    "defects.fits",
     "sky.json",
     "stationary_sources.ecsv",
     "reference.fits",
 )
-"""The files :func:`model_sky` writes in its output folder."""
+"""The files :func:`model_sky` writes in its output folder: :data:`STACK_FILES`, and the
+maps :func:`sky_maps` makes of the stacks with the tuned seeing and background mesh."""
+
+STACK_SETTINGS = SKY_STACK_SETTINGS
+"""The settings :func:`stack_frames` uses (a change of the others leaves the stacks be)."""
 
 DEFECT_HOT_PIXEL = 1
 """Value (bit) of a hot pixel in ``defects.fits``."""
@@ -410,6 +436,14 @@ def _frame_noise(frames_table: Table | None, stack_noise: float, n: int) -> floa
 # --------------------------------------------------------------------------- writing
 
 
+def _read_image(path: Path) -> NDArray[np.float32]:
+    """A stack written by :func:`stack_frames`, as native float32."""
+    data = fits.getdata(path, memmap=False)
+    if data is None or data.ndim != 2:
+        raise ValueError(f"{path.name} holds no image")
+    return data.astype(np.float32)
+
+
 def _write_image(path: Path, data: NDArray[Any], cards: Mapping[str, Any]) -> None:
     header = fits.Header()
     for key, value in cards.items():
@@ -448,7 +482,28 @@ def model_sky(
     *,
     threads: int = 1,
 ) -> dict[str, Any]:
-    """Stack the good frames in strips and write the sky model.
+    """Stack the good frames (:func:`stack_frames`) and make the sky model's maps of the
+    stacks (:func:`sky_maps`), in one call: the two steps of the workflow's sky stage.
+
+    Returns what ``sky.json`` holds (see :func:`sky_maps`).
+    """
+    stack_frames(frame_paths, frames_table, settings, out_dir, threads=threads)
+    return sky_maps(out_dir, frames_table, tuned, settings)
+
+
+def stack_frames(
+    frame_paths: Sequence[Path],
+    frames_table: Table | None,
+    settings: SkySettings,
+    out_dir: Path,
+    *,
+    threads: int = 1,
+) -> dict[str, Any]:
+    """Stack the good frames in strips: the median stack, the early and late stacks, and
+    the stationary image (the least of the thirds' medians), each in ``out_dir``.
+
+    This needs only the checked frames (not the tuned settings), so that the workflow runs
+    it beside the tune stage, and a change of tuning leaves the stacks as they are.
 
     Parameters
     ----------
@@ -456,27 +511,20 @@ def model_sky(
         The session's good frames, in time order.
     frames_table : astropy.table.Table or None
         ``check/frames.ecsv``: each frame's ``background`` is its sky level (measured per
-        strip where missing), its median ``fwhm`` the seeing when none was tuned.
-    tuned : Mapping or None
-        ``tune/settings.yaml`` (or resolved values): ``extract.kernel_fwhm_px`` (else
-        ``measured.fwhm_px``) is the seeing, ``extract.background_mesh_px`` the mesh of the
-        stack's background.
+        strip where missing).
     settings : SkySettings
+        Of which :data:`STACK_SETTINGS` are used.
     out_dir : Path
-        Folder for the files of :data:`SKY_FILES` (created), each written atomically.
+        Folder for the files of :data:`STACK_FILES` (created), each written atomically.
     threads : int
         Threads that read the strips' rows and take their medians (default 1).
 
     Returns
     -------
     dict
-        What ``sky.json`` holds: ``n_frames``, ``frames`` (names), ``shape``
+        What ``stack.json`` holds: ``n_frames``, ``frames`` (names), ``shape``
         (``[height, width]``), ``strip_rows``, ``n_strips``, ``memory_mb``, ``early_frames``
-        and ``late_frames`` (names), ``frame_sky_adu`` (level subtracted from each frame),
-        ``fwhm_px``, ``background_mesh_px``, ``stack_noise_adu``, ``stack_background_adu``,
-        ``mask_sigma``, ``mask_grow_px``, ``mask_fraction``, ``stationary_sources``,
-        ``hot_pixel_count``, ``hot_pixels`` (``[[x, y], ...]``), ``bad_columns`` and
-        ``bad_column_offsets_adu``, and ``settings``.
+        and ``late_frames`` (names), ``frame_sky_adu`` (level subtracted from each frame).
 
     Raises
     ------
@@ -485,8 +533,6 @@ def model_sky(
     spacepixels.frames.FrameReadError
         When a frame cannot be read (the message names it).
     """
-    import sep
-
     paths = [Path(p) for p in frame_paths]
     if not paths:
         raise ValueError("sky: no good frames to stack")
@@ -558,12 +604,86 @@ def model_sky(
     first, last = _card_text(names[0]), _card_text(names[-1])
     _write_image(out_dir / "early.fits", early, {**cards, "NFRAMES": n_edge, "FIRST": first})
     _write_image(out_dir / "late.fits", late, {**cards, "NFRAMES": n_edge, "LAST": last})
+    _write_image(out_dir / "stack.fits", stack, cards)
+    del stack
     stationary = early
     np.minimum(stationary, late, out=stationary)
     if middle is not None:
         np.minimum(stationary, middle, out=stationary)
     del early, late, middle
+    _write_image(
+        out_dir / "minimum.fits",
+        stationary,
+        {**cards, "COMMENT": "least of the medians of the first, middle and last frames"},
+    )
+    info: dict[str, Any] = {
+        "n_frames": n,
+        "frames": names,
+        "shape": [height, width],
+        "strip_rows": strip_rows,
+        "n_strips": n_strips,
+        "memory_mb": settings.memory_mb,
+        "early_frames": names[:n_edge],
+        "late_frames": names[n - n_edge :],
+        "frame_sky_adu": [round(v, 3) if math.isfinite(v) else None for v in levels],
+    }
+    text = json.dumps(jsonable(info), indent=1) + "\n"
+    write_atomically(out_dir / "stack.json", lambda t: t.write_text(text, encoding="utf-8"))
+    logger.info("sky: %d frames stacked in %d strips of %d rows", n, n_strips, strip_rows)
+    return info
 
+
+def sky_maps(
+    out_dir: Path,
+    frames_table: Table | None,
+    tuned: Mapping[str, Any] | None,
+    settings: SkySettings,
+) -> dict[str, Any]:
+    """The sky model's maps, from the stacks :func:`stack_frames` wrote in ``out_dir``:
+    the reference, the defect map, the stationary mask and its sources, and ``sky.json``.
+
+    Parameters
+    ----------
+    out_dir : Path
+        The folder of :data:`STACK_FILES`; the other files of :data:`SKY_FILES` are
+        written there, each atomically.
+    frames_table : astropy.table.Table or None
+        ``check/frames.ecsv``: its median ``fwhm`` is the seeing when none was tuned, its
+        median ``noise`` a single frame's noise.
+    tuned : Mapping or None
+        ``tune/settings.yaml`` (or resolved values): ``extract.kernel_fwhm_px`` (else
+        ``measured.fwhm_px``) is the seeing, ``extract.background_mesh_px`` the mesh of the
+        stack's background.
+    settings : SkySettings
+
+    Returns
+    -------
+    dict
+        What ``sky.json`` holds: what ``stack.json`` holds, and ``fwhm_px``,
+        ``background_mesh_px``, ``stack_noise_adu``, ``stack_background_adu``,
+        ``mask_sigma``, ``mask_threshold_stack_sigma``, ``mask_grow_px``,
+        ``mask_fraction``, ``stationary_sources``, ``hot_pixel_count``, ``hot_pixels``
+        (``[[x, y], ...]``), ``bad_columns`` and ``bad_column_offsets_adu``, and
+        ``settings``.
+
+    Raises
+    ------
+    ValueError
+        When ``out_dir`` lacks a stack file or it cannot be read (the message names it).
+    """
+    import sep
+
+    out_dir = Path(out_dir)
+    try:
+        info = json.loads((out_dir / "stack.json").read_text(encoding="utf-8"))
+        stack = _read_image(out_dir / "stack.fits")
+        stationary = _read_image(out_dir / "minimum.fits")
+    except (OSError, ValueError) as exc:
+        raise ValueError(f"sky: cannot read the stacks in {out_dir}: {exc}") from exc
+    shape = stack.shape
+    height, width = shape
+    n = int(info["n_frames"])
+    cards = {"NFRAMES": n, "BUNIT": "adu", "COMMENT": "spacepixels sky model"}
     fwhm = _seeing(tuned, frames_table)
     mesh_value = _tuned_value(tuned, "extract", "background_mesh_px")
     mesh = int(mesh_value) if mesh_value else int(max(64, 16 * math.ceil(fwhm)))
@@ -576,7 +696,6 @@ def model_sky(
     del back
     rms = background.rms(dtype=np.float32)
     np.maximum(rms, np.float32(max(noise, 1e-12) * 1e-3), out=rms)
-    _write_image(out_dir / "stack.fits", stack, cards)
     del stack
 
     # The reference for difference images: the stack with its sky subtracted, bad
@@ -618,15 +737,7 @@ def model_sky(
     )
     hot_xy = [[int(i % width), int(i // width)] for i in hot]
     summary: dict[str, Any] = {
-        "n_frames": n,
-        "frames": names,
-        "shape": [height, width],
-        "strip_rows": strip_rows,
-        "n_strips": n_strips,
-        "memory_mb": settings.memory_mb,
-        "early_frames": names[:n_edge],
-        "late_frames": names[n - n_edge :],
-        "frame_sky_adu": [round(v, 3) if math.isfinite(v) else None for v in levels],
+        **info,
         "fwhm_px": round(fwhm, 3),
         "background_mesh_px": mesh,
         "stack_noise_adu": round(noise, 4),
@@ -645,10 +756,8 @@ def model_sky(
     text = json.dumps(jsonable(summary), indent=1) + "\n"
     write_atomically(out_dir / "sky.json", lambda t: t.write_text(text, encoding="utf-8"))
     logger.info(
-        "sky: %d frames in %d strips of %d rows; mask %.1f %%, %d hot pixels, bad columns %s",
+        "sky: %d frames; mask %.1f %%, %d hot pixels, bad columns %s",
         n,
-        n_strips,
-        strip_rows,
         100 * mask_fraction,
         len(hot_xy),
         summary["bad_columns"],

@@ -9,6 +9,7 @@ from snakemake.logging import logger
 
 from spacepixels import config as spconfig
 from spacepixels import demo, sessions
+from spacepixels.settings import SKY_STACK_SETTINGS
 
 SCHEMAS = spconfig.load_schema_registry(Path(workflow.basedir) / "workflow" / "schemas")
 
@@ -67,6 +68,13 @@ def stage_settings(stage):
         return spconfig.merge_stage(config, session_overrides(wildcards.session), stage)
 
     return settings
+
+
+def stack_settings(wildcards):
+    """The sky section's settings that the stacks depend on (a change of the others
+    reruns model_sky only, without reading the frames again)."""
+    section = stage_settings("sky")(wildcards)
+    return {key: section[key] for key in SKY_STACK_SETTINGS if key in section}
 
 
 _FRAME_FILES = {}

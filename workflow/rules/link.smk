@@ -7,7 +7,7 @@ rule link:
         chunks=session_chunks,
         checked=f"{RESULTS}/{{session}}/check/frames.ecsv",
         tuned=f"{RESULTS}/{{session}}/tune/settings.yaml",
-        sky=rules.model_sky.output,
+        sky=[*rules.stack_frames.output, *rules.model_sky.output],
     output:
         candidates=f"{RESULTS}/{{session}}/link/candidates.ecsv",
         detections=f"{RESULTS}/{{session}}/link/detections.ecsv",

@@ -9,7 +9,7 @@ rule render:
         checked=f"{RESULTS}/{{session}}/check/frames.ecsv",
         candidates=rules.measure.output.candidates,
         detections=rules.measure.output.detections,
-        stack=rules.model_sky.output.stack,
+        stack=rules.stack_frames.output.stack,
         stationary=rules.model_sky.output.stationary,
         defects=rules.model_sky.output.defects,
     output:
