@@ -82,3 +82,27 @@ def test_a_changed_sky_mask_setting_remakes_the_maps_not_the_stacks(finished_tre
     rules = {job.split(" ")[0] for job in scale.jobs_run(output)}
     assert {"model_sky", "extract", "link"} <= rules, rules
     assert not rules & {"check", "convert", "tune", "stack_frames", "solve"}, rules
+
+
+def _planned_threads(output: str) -> dict[str, set[int]]:
+    """Threads per rule in a dry run's job blocks (Snakemake prints them when above 1)."""
+    threads: dict[str, set[int]] = {}
+    for block in output.split("\nrule ")[1:]:
+        name = block.split(":", 1)[0].strip()
+        lines = block.split("\n\n", 1)[0].splitlines()
+        given = [int(line.split(":")[1]) for line in lines if line.strip().startswith("threads:")]
+        threads.setdefault(name, set()).add(given[0] if given else 1)
+    return threads
+
+
+def test_frame_sharing_stages_take_the_cores_a_session_can_have(finished_tree) -> None:
+    """Four sessions on two cores: check, tune and the stacks run single-threaded side by
+    side; on eight cores, two threads each."""
+    work, nights, results, _ = finished_tree
+    for cores, expected in (("2", {1}), ("8", {2})):
+        _, _, output = scale.snakemake(
+            work, nights, results, "--dry-run", "--cores", cores, "--forcerun", "check"
+        )
+        threads = _planned_threads(output)
+        for rule in ("check", "tune", "stack_frames"):
+            assert threads.get(rule) == expected, (cores, rule, threads)

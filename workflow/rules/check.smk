@@ -14,7 +14,7 @@ rule check:
         f"{RESULTS}/{{session}}/benchmarks/check.tsv"
     conda:
         "../../envs/frames.yaml"
-    threads: 4
+    threads: shared_threads(4)
     resources:
         mem_mb=stage_resource("check", "mem_mb"),
         runtime=stage_resource("check", "runtime"),

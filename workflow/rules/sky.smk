@@ -21,7 +21,7 @@ rule stack_frames:
         "../../envs/frames.yaml"
     # Extraction waits for the stacks, so they are on the session's critical path: two
     # threads read and take medians side by side.
-    threads: 2
+    threads: shared_threads(2)
     resources:
         mem_mb=stage_resource("sky", "mem_mb"),
         runtime=stage_resource("sky", "runtime"),

@@ -15,7 +15,7 @@ rule tune:
         "../../envs/frames.yaml"
     # The sample frames are measured side by side (tune is on every session's critical
     # path: extraction and the sky model wait for it).
-    threads: 2
+    threads: shared_threads(2)
     resources:
         mem_mb=stage_resource("tune", "mem_mb"),
         runtime=stage_resource("tune", "runtime"),
