@@ -47,17 +47,22 @@ def test_nothing_to_do_once_every_session_is_done(finished_tree) -> None:
     assert "Nothing to be done" in output, scale.jobs_run(output)
 
 
-def test_a_changed_override_reruns_only_that_session(finished_tree) -> None:
-    work, nights, results, ids = finished_tree
-    changed = ids[2]
-    override = work / "config" / "sessions" / f"{changed}.yaml"
+def _planned_with_override(finished_tree, session: str, text: str) -> list[str]:
+    """The jobs a dry run plans while ``session`` has the override file ``text``."""
+    work, nights, results, _ = finished_tree
+    override = work / "config" / "sessions" / f"{session}.yaml"
     override.parent.mkdir(parents=True, exist_ok=True)
-    override.write_text("link:\n  max_gap_frames: 3\n")
+    override.write_text(text)
     try:
         _, _, output = scale.snakemake(work, nights, results, "--dry-run")
     finally:
         override.unlink()
-    planned = scale.jobs_run(output)
+    return scale.jobs_run(output)
+
+
+def test_a_changed_override_reruns_only_that_session(finished_tree) -> None:
+    changed = finished_tree[3][2]
+    planned = _planned_with_override(finished_tree, changed, "link:\n  max_gap_frames: 3\n")
     rules = {job.split(" ")[0] for job in planned}
     # link and everything after it, for that session; nothing before link, nothing elsewhere.
     assert {"link", "measure", "report"} <= rules, planned
@@ -70,16 +75,9 @@ def test_a_changed_override_reruns_only_that_session(finished_tree) -> None:
 def test_a_changed_sky_mask_setting_remakes_the_maps_not_the_stacks(finished_tree) -> None:
     """The stacks read every frame; a setting of the maps made from them (the mask's
     threshold) must not read the frames again."""
-    work, nights, results, ids = finished_tree
-    changed = ids[1]
-    override = work / "config" / "sessions" / f"{changed}.yaml"
-    override.parent.mkdir(parents=True, exist_ok=True)
-    override.write_text("sky:\n  mask_sigma: 2.5\n")
-    try:
-        _, _, output = scale.snakemake(work, nights, results, "--dry-run")
-    finally:
-        override.unlink()
-    rules = {job.split(" ")[0] for job in scale.jobs_run(output)}
+    changed = finished_tree[3][1]
+    planned = _planned_with_override(finished_tree, changed, "sky:\n  mask_sigma: 2.5\n")
+    rules = {job.split(" ")[0] for job in planned}
     assert {"model_sky", "extract", "link"} <= rules, rules
     assert not rules & {"check", "convert", "tune", "stack_frames", "solve"}, rules
 
