@@ -18,6 +18,7 @@ from spacepixels.frames import (
     bayer_to_mono,
     frame_stem,
     is_frame_name,
+    native_order,
     read_frame,
     read_header,
 )
@@ -388,3 +389,18 @@ def test_frame_names_and_stems() -> None:
         "e",
         "f.tif",
     ]
+
+
+def test_native_order_gives_the_same_numbers_in_the_machines_byte_order() -> None:
+    """FITS data is big-endian: an array read into memory is swapped in place, a read-only
+    one (a memory map) is copied, and a native one is left as it is."""
+    values = np.random.default_rng(RNG_SEED).normal(size=(5, 7)).astype(">f4")
+    expected = values.astype(np.float32)
+    swapped = native_order(values.copy())
+    assert swapped.dtype.isnative and np.array_equal(swapped, expected)
+    frozen = values.copy()
+    frozen.flags.writeable = False
+    copied = native_order(frozen)
+    assert copied.dtype.isnative and np.array_equal(copied, expected)
+    assert np.array_equal(frozen.astype(np.float32), expected)  # the read-only one untouched
+    assert native_order(expected) is expected

@@ -96,7 +96,7 @@ from numpy.typing import NDArray
 
 from spacepixels.difference import Reference
 from spacepixels.files import jsonable
-from spacepixels.frames import read_frame
+from spacepixels.frames import native_order, read_frame
 from spacepixels.settings import section_values
 
 __all__ = [
@@ -894,7 +894,7 @@ def _read_reference(path: Path, settings: ExtractSettings, frames_table: Table |
 
     try:
         with fits.open(path, memmap=False) as hdul:
-            image = np.asarray(hdul[0].data, dtype=np.float32)
+            image = native_order(np.asarray(hdul[0].data)).astype(np.float32, copy=False)
             noise = float(hdul[0].header.get("NOISE", math.nan))
     except (OSError, ValueError, TypeError) as exc:
         raise ValueError(f"{path}: the sky model's reference cannot be read ({exc})") from exc

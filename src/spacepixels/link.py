@@ -141,6 +141,7 @@ from astropy.table import Table
 from numpy.typing import NDArray
 
 from spacepixels.difference import saturation_zone
+from spacepixels.frames import native_order
 
 __all__ = [
     "CANDIDATE_COLUMNS",
@@ -657,7 +658,7 @@ def _read_image(path: Path) -> NDArray[Any] | None:
     with fits.open(path, memmap=False) as hdul:
         for hdu in hdul:
             if hdu.data is not None and getattr(hdu.data, "ndim", 0) == 2:
-                return np.asarray(hdu.data)
+                return native_order(np.asarray(hdu.data))
     return None
 
 
@@ -696,7 +697,7 @@ def _read_sky(sky_dir: Path | None) -> tuple[_Sky, list[str]]:
     def as_float(a: NDArray[Any] | None) -> NDArray[np.float32] | None:
         if a is None:
             return None
-        native = a.astype(np.float32)  # a copy in native byte order, made finite in place
+        native = a.astype(np.float32, copy=False)  # read for this alone: made finite in place
         bad = ~np.isfinite(native)
         if bad.any():
             native[bad] = 0.0

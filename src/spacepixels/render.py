@@ -90,7 +90,7 @@ from scipy.optimize import brentq
 
 from spacepixels.convert import Stretch, apply_stretch, bin_image
 from spacepixels.files import jsonable, write_atomically
-from spacepixels.frames import frame_stem, read_frame
+from spacepixels.frames import frame_stem, native_order, read_frame
 from spacepixels.settings import section_values
 from spacepixels.times import mjd_to_iso
 
@@ -973,7 +973,7 @@ def _read_image(path: Path | None) -> NDArray[Any] | None:
     with fits.open(path, memmap=False) as hdul:
         for hdu in hdul:
             if hdu.data is not None:
-                return np.asarray(hdu.data)
+                return native_order(np.asarray(hdu.data))
     return None
 
 

@@ -89,7 +89,7 @@ from spacepixels.extract import (
     gaussian_kernel,
 )
 from spacepixels.files import jsonable, write_atomically
-from spacepixels.frames import FrameRows
+from spacepixels.frames import FrameRows, native_order
 from spacepixels.settings import SKY_STACK_SETTINGS, section_values
 
 __all__ = [
@@ -441,7 +441,7 @@ def _read_image(path: Path) -> NDArray[np.float32]:
     data = fits.getdata(path, memmap=False)
     if data is None or data.ndim != 2:
         raise ValueError(f"{path.name} holds no image")
-    return data.astype(np.float32)
+    return native_order(data).astype(np.float32, copy=False)
 
 
 def _write_image(path: Path, data: NDArray[Any], cards: Mapping[str, Any]) -> None:
