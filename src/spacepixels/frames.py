@@ -53,6 +53,8 @@ import numpy as np
 from astropy.io import fits
 from numpy.typing import NDArray
 
+from spacepixels.names import FRAME_SUFFIXES, frame_stem, is_frame_name
+
 __all__ = [
     "FRAME_SUFFIXES",
     "Frame",
@@ -68,22 +70,6 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
-
-FRAME_SUFFIXES: tuple[str, ...] = (".fit", ".fits", ".fts", ".fz", ".xisf")
-"""File name endings taken as frames (compared case-insensitively; ``.fits.fz`` ends in
-``.fz``)."""
-
-_STEM_SUFFIXES: tuple[str, ...] = (
-    ".fits.fz",
-    ".fit.fz",
-    ".fts.fz",
-    ".fits",
-    ".fit",
-    ".fts",
-    ".fz",
-    ".xisf",
-)
-"""Endings removed by :func:`frame_stem`, longest first."""
 
 BAYER_KEYS: tuple[str, ...] = ("BAYERPAT", "COLORTYP", "CFA-PAT", "CFAPAT", "BAYERPATN")
 """Header cards that mark a one-shot-colour mosaic and name its pattern."""
@@ -141,26 +127,6 @@ class Frame:
     def shape(self) -> tuple[int, int]:
         """(height, width) of the mono image."""
         return self.data.shape  # type: ignore[return-value]
-
-
-def is_frame_name(name: str) -> bool:
-    """Whether a file name looks like a frame (by its ending, case-insensitively)."""
-    lower = name.lower()
-    return not lower.startswith(".") and lower.endswith(FRAME_SUFFIXES)
-
-
-def frame_stem(name: str) -> str:
-    """A frame's file name without its frame ending.
-
-    ``light_001.fits``, ``light_001.FIT``, ``light_001.fits.fz`` and ``light_001.xisf``
-    all give ``light_001``; a name with another ending is returned unchanged.
-    """
-    name = Path(name).name
-    lower = name.lower()
-    for suffix in _STEM_SUFFIXES:
-        if lower.endswith(suffix) and len(name) > len(suffix):
-            return name[: -len(suffix)]
-    return name
 
 
 def _fail(path: Path, what: str) -> FrameReadError:

@@ -27,7 +27,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from spacepixels.frames import is_frame_name
+from spacepixels.names import is_frame_name
 
 __all__ = [
     "Session",

@@ -6,9 +6,6 @@
 # (the failed sessions listed with the first error line of their logs), so a user still
 # gets a way into every session that worked. The next run rebuilds it through the rule.
 
-from spacepixels.report import index_after_failure
-
-
 rule report:
     input:
         checked=rules.check.output.frames,
@@ -78,4 +75,7 @@ rule index:
 
 
 onerror:
+    # Imported here: the planner of every run would otherwise import the report's modules.
+    from spacepixels.report import index_after_failure
+
     logger.warning(index_after_failure(RESULTS, SESSIONS))
