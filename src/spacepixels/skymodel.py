@@ -49,7 +49,7 @@ about, in one frame, not every star the deep stack reveals.
 The model is made in two steps, two jobs of the workflow. :func:`stack_frames` reads the
 checked frames and writes the stacks (``stack``, ``early``, ``late`` and ``minimum``);
 it needs no tuned setting, so it runs beside the tune stage, and a change of tuning does
-not read the frames again. :func:`sky_maps` then makes the rest of the stacks with the
+not read the frames again. :func:`sky_maps` then makes the maps from the stacks with the
 tuned seeing and background mesh. :func:`model_sky` runs both.
 
 Memory is bounded: the stack is computed in strips of rows. For each strip, those rows of
