@@ -6,6 +6,7 @@
 # (the failed sessions listed with the first error line of their logs), so a user still
 # gets a way into every session that worked. The next run rebuilds it through the rule.
 
+
 rule report:
     input:
         checked=rules.check.output.frames,
