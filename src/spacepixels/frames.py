@@ -66,6 +66,7 @@ __all__ = [
     "native_order",
     "read_frame",
     "read_frame_rows",
+    "read_image",
     "read_header",
 ]
 
@@ -490,6 +491,18 @@ def native_order(array: NDArray[Any]) -> NDArray[Any]:
     if array.flags.writeable:
         return array.byteswap(inplace=True).view(native)
     return array.astype(native)
+
+
+def read_image(path: str | os.PathLike[str] | None) -> NDArray[Any] | None:
+    """The first 2-D image of a FITS file the workflow wrote (a sky map, the reference),
+    as stored but in native byte order; None when there is no such file or image."""
+    if path is None or not Path(path).is_file():
+        return None
+    with fits.open(path, memmap=False) as hdul:
+        for hdu in hdul:
+            if hdu.data is not None and getattr(hdu.data, "ndim", 0) == 2:
+                return native_order(np.asarray(hdu.data))
+    return None
 
 
 def read_frame(path: str | os.PathLike[str]) -> Frame:

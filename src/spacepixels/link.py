@@ -141,7 +141,7 @@ from astropy.table import Table
 from numpy.typing import NDArray
 
 from spacepixels.difference import saturation_zone
-from spacepixels.frames import native_order
+from spacepixels.frames import read_image
 
 __all__ = [
     "CANDIDATE_COLUMNS",
@@ -650,18 +650,6 @@ class _Sky:
     info: dict[str, Any]
 
 
-def _read_image(path: Path) -> NDArray[Any] | None:
-    from astropy.io import fits
-
-    if not path.is_file():
-        return None
-    with fits.open(path, memmap=False) as hdul:
-        for hdu in hdul:
-            if hdu.data is not None and getattr(hdu.data, "ndim", 0) == 2:
-                return native_order(np.asarray(hdu.data))
-    return None
-
-
 def _flattened(image: NDArray[np.float32]) -> NDArray[np.float32]:
     """The image less its smooth background (a stack of frames whose sky level was taken
     out as one number keeps the gradients and vignetting of the sky); in place when the
@@ -684,7 +672,7 @@ def _read_sky(sky_dir: Path | None) -> tuple[_Sky, list[str]]:
     sky_dir = Path(sky_dir)
     images: dict[str, NDArray[Any] | None] = {}
     for name in ("stack", "stationary_mask", "defects", "early", "late"):
-        images[name] = _read_image(sky_dir / f"{name}.fits")
+        images[name] = read_image(sky_dir / f"{name}.fits")
         if images[name] is None and name in ("stack", "defects"):
             warnings.append(f"the sky model has no {name}.fits in {sky_dir}")
     info: dict[str, Any] = {}

@@ -83,14 +83,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from astropy.io import fits
 from astropy.table import Table
 from numpy.typing import NDArray
 from scipy.optimize import brentq
 
 from spacepixels.convert import Stretch, apply_stretch, bin_image
 from spacepixels.files import jsonable, write_atomically
-from spacepixels.frames import frame_stem, native_order, read_frame
+from spacepixels.frames import frame_stem, read_frame, read_image
 from spacepixels.settings import section_values
 from spacepixels.times import mjd_to_iso
 
@@ -967,16 +966,6 @@ def _masks_png(
     return buffer.getvalue()
 
 
-def _read_image(path: Path | None) -> NDArray[Any] | None:
-    if path is None or not Path(path).exists():
-        return None
-    with fits.open(path, memmap=False) as hdul:
-        for hdu in hdul:
-            if hdu.data is not None:
-                return native_order(np.asarray(hdu.data))
-    return None
-
-
 # --------------------------------------------------------------------------------------
 # The stage
 
@@ -1137,13 +1126,13 @@ def render_session(
         for cid, kind, score in listed
     ]
     sky = Path(sky_dir)
-    stack = _read_image(sky / "stack.fits")
+    stack = read_image(sky / "stack.fits")
     if stack is None:
         raise ValueError(f"{sky / 'stack.fits'}: missing or without an image")
     grey, factor = _overview_base(np.asarray(stack, dtype=np.float32), settings)
     _write_bytes(out / "overview.png", _overview_png(grey, factor, candidates, frames, session_id))
-    stationary = _read_image(sky / "stationary_mask.fits")
-    defects = _read_image(sky / "defects.fits")
+    stationary = read_image(sky / "stationary_mask.fits")
+    defects = read_image(sky / "defects.fits")
     _write_bytes(out / "masks.png", _masks_png(grey, factor, stationary, defects, session_id))
     written.update({"overview.png", "masks.png", MANIFEST_NAME})
 

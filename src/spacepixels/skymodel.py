@@ -89,7 +89,7 @@ from spacepixels.extract import (
     gaussian_kernel,
 )
 from spacepixels.files import jsonable, write_atomically
-from spacepixels.frames import FrameRows, native_order
+from spacepixels.frames import FrameRows, read_image
 from spacepixels.settings import SKY_STACK_SETTINGS, section_values
 
 __all__ = [
@@ -436,12 +436,12 @@ def _frame_noise(frames_table: Table | None, stack_noise: float, n: int) -> floa
 # --------------------------------------------------------------------------- writing
 
 
-def _read_image(path: Path) -> NDArray[np.float32]:
+def _read_stack(path: Path) -> NDArray[np.float32]:
     """A stack written by :func:`stack_frames`, as native float32."""
-    data = fits.getdata(path, memmap=False)
-    if data is None or data.ndim != 2:
-        raise ValueError(f"{path.name} holds no image")
-    return native_order(data).astype(np.float32, copy=False)
+    data = read_image(path)
+    if data is None:
+        raise ValueError(f"{path.name} is missing or holds no image")
+    return data.astype(np.float32, copy=False)
 
 
 def _write_image(path: Path, data: NDArray[Any], cards: Mapping[str, Any]) -> None:
@@ -676,8 +676,8 @@ def sky_maps(
     out_dir = Path(out_dir)
     try:
         info = json.loads((out_dir / "stack.json").read_text(encoding="utf-8"))
-        stack = _read_image(out_dir / "stack.fits")
-        stationary = _read_image(out_dir / "minimum.fits")
+        stack = _read_stack(out_dir / "stack.fits")
+        stationary = _read_stack(out_dir / "minimum.fits")
     except (OSError, ValueError) as exc:
         raise ValueError(f"sky: cannot read the stacks in {out_dir}: {exc}") from exc
     shape = stack.shape
