@@ -881,12 +881,22 @@ def _lookup_max3(image: NDArray[Any] | None, x: NDArray[np.float64], y: NDArray[
     height, width = image.shape
     xi = np.clip(np.rint(x).astype(np.int64), 0, width - 1)
     yi = np.clip(np.rint(y).astype(np.int64), 0, height - 1)
-    best = image[yi, xi]
-    for dy in (-1, 0, 1):
+    return _window_extreme(image, yi, xi, 3, np.maximum)
+
+
+def _window_extreme(
+    image: NDArray[Any], yi: NDArray[np.integer], xi: NDArray[np.integer], size: int, op: Any
+) -> NDArray[Any]:
+    """``op`` (``np.maximum`` or ``np.minimum``) of ``image`` over the ``size`` x ``size``
+    pixels (odd) around each pixel ``(xi, yi)``, the image's edge repeated beyond it."""
+    height, width = image.shape
+    best = image[yi, xi].copy()
+    half = size // 2
+    for dy in range(-half, half + 1):
         rows = np.clip(yi + dy, 0, height - 1)
-        for dx in (-1, 0, 1):
+        for dx in range(-half, half + 1):
             if dx or dy:
-                best = np.maximum(best, image[rows, np.clip(xi + dx, 0, width - 1)])
+                op(best, image[rows, np.clip(xi + dx, 0, width - 1)], out=best)
     return best
 
 
@@ -931,15 +941,8 @@ def _local_extrema(
         fn = ndimage.maximum_filter if op is np.maximum else ndimage.minimum_filter
         candidates &= image == fn(image, size)
         return candidates
-    height, width = image.shape
-    value = image[ys, xs]
-    best = value.copy()
-    for dy in range(-(size // 2), size // 2 + 1):
-        rows = np.clip(ys + dy, 0, height - 1)
-        for dx in range(-(size // 2), size // 2 + 1):
-            if dx or dy:
-                op(best, image[rows, np.clip(xs + dx, 0, width - 1)], out=best)
-    candidates[ys[best != value], xs[best != value]] = False
+    beaten = _window_extreme(image, ys, xs, size, op) != image[ys, xs]
+    candidates[ys[beaten], xs[beaten]] = False
     return candidates
 
 
@@ -1584,19 +1587,19 @@ def _stack_movers(
         return []
     size = 2 * int(round(rs.fwhm)) + 1
     level = _DIPOLE_SIGMA * noise
-    py, px = np.nonzero(_local_extrema(difference, difference >= level, size, np.maximum))
-    ny, nx = np.nonzero(_local_extrema(difference, difference <= -level, size, np.minimum))
-    for ys, xs, sign in ((py, px, 1), (ny, nx, -1)):
+
+    def peaks(candidates: NDArray[np.bool_], op: Any) -> tuple[NDArray[np.intp], ...]:
+        ys, xs = np.nonzero(_local_extrema(difference, candidates, size, op))
         keep = np.ones(ys.size, dtype=bool)
         if defects is not None and defects.shape == difference.shape:
             # Hot pixels and bad columns change between the stacks with the dark current.
             keep &= ~_near_defect(defects, ys, xs)
         if zone is not None and zone.shape == difference.shape:
             keep &= ~zone[ys, xs]
-        if sign > 0:
-            py, px = ys[keep], xs[keep]
-        else:
-            ny, nx = ys[keep], xs[keep]
+        return ys[keep], xs[keep]
+
+    py, px = peaks(difference >= level, np.maximum)
+    ny, nx = peaks(difference <= -level, np.minimum)
     if px.size == 0 or nx.size == 0 or px.size > _MAX_DIPOLE_PEAKS:
         return []
     span = el.t_late - el.t_early
