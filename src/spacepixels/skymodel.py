@@ -90,12 +90,11 @@ from spacepixels.extract import (
 )
 from spacepixels.files import jsonable, write_atomically
 from spacepixels.frames import FrameRows, read_image
-from spacepixels.settings import SKY_STACK_SETTINGS, section_values
+from spacepixels.settings import section_values
 
 __all__ = [
     "SKY_FILES",
     "STACK_FILES",
-    "STACK_SETTINGS",
     "SkySettings",
     "model_sky",
     "sky_maps",
@@ -123,8 +122,6 @@ SKY_FILES: tuple[str, ...] = STACK_FILES + (
 """The files :func:`model_sky` writes in its output folder: :data:`STACK_FILES`, and the
 maps :func:`sky_maps` makes of the stacks with the tuned seeing and background mesh."""
 
-STACK_SETTINGS = SKY_STACK_SETTINGS
-"""The settings :func:`stack_frames` uses (a change of the others leaves the stacks be)."""
 
 DEFECT_HOT_PIXEL = 1
 """Value (bit) of a hot pixel in ``defects.fits``."""
@@ -513,7 +510,7 @@ def stack_frames(
         ``check/frames.ecsv``: each frame's ``background`` is its sky level (measured per
         strip where missing).
     settings : SkySettings
-        Of which :data:`STACK_SETTINGS` are used.
+        Of which :data:`spacepixels.settings.SKY_STACK_SETTINGS` are used.
     out_dir : Path
         Folder for the files of :data:`STACK_FILES` (created), each written atomically.
     threads : int
