@@ -41,3 +41,7 @@ rule all:
     default_target: True
     input:
         all_targets(),
+
+
+onsuccess:
+    end_pending_timers()

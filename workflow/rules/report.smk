@@ -80,3 +80,4 @@ onerror:
     from spacepixels.report import index_after_failure
 
     logger.warning(index_after_failure(RESULTS, SESSIONS))
+    end_pending_timers()
