@@ -1292,6 +1292,11 @@ def _session_medians(ok: list[_FrameResult]) -> dict[str, Any]:
 # --------------------------------------------------------------------------- public
 
 
+# What measuring a frame imports (sep; cKDTree for isolated stars): loaded once before
+# the frame pool's workers fork, not once in each.
+_WORKER_MODULES = ("sep", "scipy.spatial")
+
+
 def check_session(
     frame_paths: Sequence[Path],
     settings: CheckSettings,
@@ -1370,7 +1375,7 @@ def check_session(
     unusable = [n for n in other_files if folder is not None and is_frame_name(n)]
     other_files = [n for n in other_files if n not in unusable]
     results: list[_FrameResult] = []
-    with frame_pool(workers, len(paths)) as pool:
+    with frame_pool(workers, len(paths), preload=_WORKER_MODULES) as pool:
         measured = pool.map(_read_and_measure, paths, [settings] * len(paths))
         for result in tqdm(
             measured,
