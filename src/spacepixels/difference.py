@@ -89,12 +89,12 @@ def _patch_boxes(mask: NDArray[np.bool_]) -> list[tuple[slice, slice]]:
     """The bounding boxes (row and column slices) of the 4-connected patches of ``mask``,
     as ``scipy.ndimage.find_objects`` of its labels gives them. A frame has few saturated
     pixels: they are joined as a graph of neighbours rather than by labelling every pixel."""
-    from scipy import ndimage
-
     flat = np.flatnonzero(mask)
     if flat.size == 0:
         return []
     if flat.size > _LABEL_BY_IMAGE * mask.size:
+        from scipy import ndimage  # 0.2 s to import: only for frames this saturated
+
         labels, _ = ndimage.label(mask)
         return [box for box in ndimage.find_objects(labels) if box is not None]
     from scipy.sparse import coo_matrix
