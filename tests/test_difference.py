@@ -167,3 +167,45 @@ def test_gradients_and_saturated_patches_agree_with_numpy_and_scipy() -> None:
             return {(rows.start, rows.stop, cols.start, cols.stop) for rows, cols in boxes}
 
         assert corners(difference._patch_boxes(mask)) == corners(ndimage.find_objects(labels))
+
+
+def test_the_basis_worked_out_in_strips_equals_the_whole_images_derivatives(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Reference keeps only the reference and works its derivatives out a strip of rows at
+    a time: the fit's design, the noise terms and the subtracted frame must be exactly
+    those of the whole image's derivatives (strips of 8 rows here, so many strip edges)."""
+    from spacepixels import difference
+
+    monkeypatch.setattr(difference, "_STRIP_PIXELS", 8 * 53)
+    rng = np.random.default_rng(11)
+    image = (rng.normal(size=(61, 53)) * 30).astype(np.float32)
+    image[20:24, 10:14] += 5000.0  # bright pixels for the fit, and a saturated patch
+    reference = Reference(image, 1.0, jitter_px=0.2, mismatch=0.05, fwhm_px=2.0)
+
+    gx, gy = np.gradient(image, axis=1), np.gradient(image, axis=0)
+    gxy = np.gradient(gy, axis=1)
+    gxy += np.gradient(gx, axis=0)
+    gxy *= np.float32(0.5)
+    whole = [image, gx, gy, np.gradient(gx, axis=1), np.gradient(gy, axis=0), gxy]
+    index = reference.fit_index
+    assert index.size > 100
+    expected = np.stack([b.ravel()[index].astype(np.float64) for b in whole], axis=1)
+    assert np.array_equal(reference.design, expected)
+    extra = gx * gx
+    extra += gy * gy
+    extra *= np.float32(0.2**2)
+    extra += np.float32(0.05**2) * (image * image)
+    extra += np.float32(1.0)
+    assert np.array_equal(reference.extra_var, extra)
+
+    frame = (rng.normal(size=image.shape) * 30).astype(np.float32)
+    fit = difference.Fit((0.9, 0.1, -0.2, 0.03, 0.0, -0.01), 100)
+    by_strips = frame.copy()
+    reference.subtract(by_strips, fit)
+    by_images = frame.copy()
+    for c, base in zip(fit.coef, whole, strict=True):
+        if c:
+            by_images -= base * np.float32(c)
+    by_images[reference.blind] = 0.0
+    assert np.array_equal(by_strips, by_images)
