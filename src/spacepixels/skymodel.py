@@ -140,8 +140,10 @@ class SkySettings:
     Attributes
     ----------
     memory_mb : int
-        Memory for the strip of rows of every frame (default 512 MB); the strip's height
-        follows from it and from the number and width of the frames.
+        Memory for the strip of rows of every frame (default 128 MB); the strip's height
+        follows from it and from the number and width of the frames. A larger strip is
+        not faster: 20 frames of 4096 x 4096 stack in 2.4 s with 128 MB and 2.8-3.6 s
+        with 512 MB (fresh memory costs time to map), 100 frames in 8.2 and 8.1 s.
     mask_sigma : float
         Threshold of the stationary mask, in sigmas of a matched filter on a *single*
         frame (default 2.0: a star that bright is detected by a 4-sigma extraction in a
@@ -161,7 +163,7 @@ class SkySettings:
         Fraction of the frames in each of the early and late stacks (default 1/3).
     """
 
-    memory_mb: int = 512
+    memory_mb: int = 128
     mask_sigma: float = 2.0
     mask_min_area: int = 5
     mask_grow_fwhm: float = 1.0
