@@ -69,7 +69,7 @@ from numpy.typing import NDArray
 
 from spacepixels.files import jsonable, write_atomically
 from spacepixels.frames import Frame, FrameReadError, is_frame_name, read_frame
-from spacepixels.pool import frame_pool
+from spacepixels.pool import STAR_MODULES, frame_pool
 from spacepixels.sessions import snakemake_path_variable
 from spacepixels.settings import section_values
 from spacepixels.times import ObservationTimeError, observation_time
@@ -1292,11 +1292,6 @@ def _session_medians(ok: list[_FrameResult]) -> dict[str, Any]:
 # --------------------------------------------------------------------------- public
 
 
-# What measuring a frame imports (sep; cKDTree for isolated stars): loaded once before
-# the frame pool's workers fork, not once in each.
-_WORKER_MODULES = ("sep", "scipy.spatial")
-
-
 def check_session(
     frame_paths: Sequence[Path],
     settings: CheckSettings,
@@ -1375,7 +1370,7 @@ def check_session(
     unusable = [n for n in other_files if folder is not None and is_frame_name(n)]
     other_files = [n for n in other_files if n not in unusable]
     results: list[_FrameResult] = []
-    with frame_pool(workers, len(paths), preload=_WORKER_MODULES) as pool:
+    with frame_pool(workers, len(paths), preload=STAR_MODULES) as pool:
         measured = pool.map(_read_and_measure, paths, [settings] * len(paths))
         for result in tqdm(
             measured,

@@ -134,7 +134,7 @@ def _patch_boxes(mask: NDArray[np.bool_]) -> list[tuple[slice, slice]]:
 
 @dataclass(frozen=True)
 class Fit:
-    """A frame's fit to the reference: the coefficients of :meth:`Reference.basis`
+    """A frame's fit to the reference: the coefficients of :meth:`Reference._basis_strips`
     (the reference, its x and y gradients, its second derivatives xx, yy and xy)."""
 
     coef: tuple[float, ...]

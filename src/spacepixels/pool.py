@@ -9,7 +9,11 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-__all__ = ["frame_pool"]
+__all__ = ["STAR_MODULES", "frame_pool"]
+
+STAR_MODULES = ("sep", "scipy.spatial")
+"""What measuring a frame's stars imports (sep; cKDTree for isolated stars): check and tune
+preload them, so that their workers do not each import them again."""
 
 
 class _InProcess:

@@ -64,7 +64,7 @@ from spacepixels.extract import (
     single_pixel_sharpness,
 )
 from spacepixels.frames import read_frame
-from spacepixels.pool import frame_pool
+from spacepixels.pool import STAR_MODULES, frame_pool
 from spacepixels.settings import section_values
 
 __all__ = [
@@ -575,11 +575,6 @@ def _entry(value: Any, why: str) -> dict[str, Any]:
     return {"value": value, "why": why}
 
 
-# What measuring a sample frame imports (sep; cKDTree for isolated stars): loaded once
-# before the frame pool's workers fork, not once in each.
-_WORKER_MODULES = ("sep", "scipy.spatial")
-
-
 def tune_session(
     frame_paths: Sequence[Path],
     frames_table: Table | None,
@@ -635,7 +630,7 @@ def tune_session(
     check_fwhm = _column(good, "fwhm")
     guess = float(np.median(check_fwhm)) if len(check_fwhm) else 3.0
     picked = _sample_indices(len(paths), settings.sample_frames)
-    with frame_pool(workers, len(picked), least=2, preload=_WORKER_MODULES) as pool:
+    with frame_pool(workers, len(picked), least=2, preload=STAR_MODULES) as pool:
         samples = list(
             pool.map(
                 _measure_frame,
